@@ -1,0 +1,76 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/bin:$(PATH)
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the Python virtualenv with every service installed (editable).
+
+$(VENV)/.installed: constraints.txt services/*/pyproject.toml requirements-dev.txt
+	scripts/venv.sh $(VENV)
+	@touch $@
+
+.PHONY: proto
+proto: venv ## Regenerate the checked-in gRPC/protobuf code from proto/.
+	scripts/gen-proto.sh
+
+##@ Local stack (no Docker)
+
+.PHONY: local
+local: venv ## Start PostgreSQL, Redis, Kafka, Prometheus, Jaeger and the four services; print URLs.
+	scripts/install-infra.sh
+	scripts/local-infra.sh up
+	scripts/local-services.sh up
+
+.PHONY: local-down
+local-down: ## Stop everything `make local` started (and nothing else).
+	-scripts/local-services.sh down
+	scripts/local-infra.sh down
+
+.PHONY: local-status
+local-status: ## Show what the local stack runs.
+	scripts/local-infra.sh status
+	scripts/local-services.sh status
+
+##@ Quality
+
+.PHONY: lint
+lint: venv ## ruff lint + format check, mypy on the services' code.
+	ruff check .
+	ruff format --check .
+	mypy
+
+.PHONY: proto-check
+proto-check: venv ## Fail when the generated protobuf code is stale.
+	scripts/gen-proto.sh
+	@if [ -n "$$(git status --porcelain -- services/common/src/perflab/contracts)" ]; then \
+	  git status --porcelain -- services/common/src/perflab/contracts; \
+	  echo "generated code is stale: run 'make proto' and commit"; exit 1; fi
+
+.PHONY: test
+test: venv ## Lint, generated-code check, unit, integration and end-to-end tests.
+	scripts/install-infra.sh
+	$(MAKE) lint proto-check
+	$(PY) -m pytest
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests only (no infrastructure needed).
+	$(PY) -m pytest -m "not integration and not e2e"
+
+.PHONY: bench
+bench: venv ## Benchmark against the local stack: figures, not pass/fail.
+	$(PY) scripts/bench.py
+
+-include deploy/cluster.mk
+-include loadtests/loadtests.mk

@@ -1,0 +1,150 @@
+"""gRPC helpers: a grpc.aio server with health, reflection, RED metrics and SIGTERM handling,
+and instrumented client channels."""
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+
+from perflab.common.metrics import RPC_CLIENT_DURATION, RPC_SERVER_DURATION, observe
+
+log = logging.getLogger(__name__)
+
+
+def _split_method(full_method: str) -> tuple[str, str]:
+    # "/perflab.contracts.orders.v1.OrdersService/GetOrder" -> (service, method)
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    return service, method
+
+
+class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Records `rpc_server_duration_seconds` for unary-unary handlers, by status code."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        service, method = _split_method(handler_call_details.method)
+        inner = handler.unary_unary
+
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await inner(request, context)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            finally:
+                if code is grpc.StatusCode.OK and context.code() not in (None, grpc.StatusCode.OK):
+                    code = context.code()
+                observe(
+                    RPC_SERVER_DURATION,
+                    time.perf_counter() - start,
+                    rpc_service=service,
+                    rpc_method=method,
+                    rpc_grpc_status_code=str(code.value[0]),
+                )
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class ClientMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Records `rpc_client_duration_seconds` for every unary call on the channel."""
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        method = client_call_details.method
+        if isinstance(method, bytes):
+            method = method.decode()
+        service, name = _split_method(method)
+        start = time.perf_counter()
+        call = await continuation(client_call_details, request)
+        try:
+            await call
+            code = grpc.StatusCode.OK
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+        observe(
+            RPC_CLIENT_DURATION,
+            time.perf_counter() - start,
+            rpc_service=service,
+            rpc_method=name,
+            rpc_grpc_status_code=str(code.value[0]),
+        )
+        return call
+
+
+def insecure_channel(target: str) -> grpc.aio.Channel:
+    """A client channel with tracing (context propagation) and client metrics."""
+    return grpc.aio.insecure_channel(
+        target,
+        interceptors=[*aio_client_interceptors(), ClientMetricsInterceptor()],
+        options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0)],
+    )
+
+
+async def serve(
+    register: Callable[[grpc.aio.Server], Iterable[str]],
+    host: str,
+    port: int,
+    grace_seconds: float,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Runs a grpc.aio server until SIGTERM/SIGINT.
+
+    `register` adds the servicers and returns their full service names, which get a health
+    status and reflection. On SIGTERM the health service flips to NOT_SERVING (so the load
+    balancer stops sending work), then in-flight RPCs get `grace_seconds` to finish.
+    """
+    server = grpc.aio.server(interceptors=[aio_server_interceptor(), ServerMetricsInterceptor()])
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = list(register(server))
+    reflection.enable_server_reflection(
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("grpc server listening", extra={"port": bound, "services": names})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("shutting down", extra={"grace_seconds": grace_seconds})
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace_seconds)
+    if on_stop is not None:
+        await on_stop()

@@ -1,0 +1,63 @@
+"""Settings every service shares. Each service extends `ServiceSettings` with its own fields.
+
+Values come from environment variables (no prefix, case-insensitive) so the same names work in
+`make local`, the tests and the Helm chart. OpenTelemetry is configured through its standard
+`OTEL_*` variables (endpoint, sampler), which the SDK reads itself.
+"""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: str = Field(description="Name in traces, logs and metrics.")
+    log_level: str = Field(default="INFO", description="Python logging level.")
+    tracing_enabled: bool = Field(
+        default=True, description="Export spans over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)."
+    )
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql+asyncpg://perflab@127.0.0.1:55432/perflab",
+        description="SQLAlchemy async URL (asyncpg driver).",
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="Connections kept open.")
+    db_max_overflow: int = Field(default=10, ge=0, description="Extra connections under load.")
+    db_pool_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long a request waits for a pooled connection."
+    )
+    db_statement_timeout_ms: int = Field(
+        default=5000, ge=0, description="PostgreSQL statement_timeout per connection; 0 = none."
+    )
+
+
+class GrpcServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    grpc_host: str = Field(default="127.0.0.1", description="Interface the gRPC server binds.")
+    grpc_port: int = Field(default=50051, description="gRPC port.")
+    metrics_port: int = Field(default=9464, description="HTTP port for /metrics.")
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, description="In-flight RPCs get this long to finish on SIGTERM."
+    )
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:59092")
+    kafka_topic_prefix: str = Field(
+        default="", description="Prepended to every topic name (isolates test runs)."
+    )
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka_topic_prefix}{name}"
+
+
+ORDERS_CREATED_TOPIC = "orders.created"
+DEAD_LETTER_SUFFIX = ".dlq"

@@ -1,0 +1,29 @@
+"""OpenTelemetry tracing set-up shared by all services.
+
+The exporter endpoint, headers and sampler come from the standard `OTEL_*` environment
+variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG), so
+sampling is a deployment decision: always-on locally, a ratio for heavy load tests.
+"""
+
+from collections.abc import Callable
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+
+def setup_tracing(service_name: str, enabled: bool = True) -> Callable[[], None]:
+    """Installs a global tracer provider; returns the function that flushes and stops it."""
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    if enabled:
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return provider.shutdown
+
+
+def current_trace_id() -> str:
+    """Hex trace id of the active span, or "" when there is none."""
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else ""

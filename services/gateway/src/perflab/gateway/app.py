@@ -1,0 +1,119 @@
+"""The gateway application: `create_app(settings)` builds it; clients live in the lifespan."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_fastapi_instrumentator import Instrumentator
+from redis.asyncio import Redis
+
+from perflab.common.grpc import insecure_channel
+from perflab.contracts.orders.v1.orders_pb2_grpc import OrdersServiceStub
+from perflab.gateway.cache import ReadThroughCache
+from perflab.gateway.errors import grpc_error_handler
+from perflab.gateway.idempotency import IdempotencyStore
+from perflab.gateway.middleware import BodySizeLimit, TraceIdHeader
+from perflab.gateway.ratelimit import RateLimiter
+from perflab.gateway.routes import router
+from perflab.gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+UNMONITORED = ["/metrics", "/healthz", "/readyz"]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+        )
+        channel = insecure_channel(settings.orders_addr)
+        app.state.settings = settings
+        app.state.redis = redis
+        app.state.orders_channel = channel
+        app.state.orders = OrdersServiceStub(channel)
+        app.state.product_cache = ReadThroughCache(
+            redis, "products", settings.redis_key_prefix, settings.cache_ttl_seconds,
+            enabled=settings.cache_enabled,
+        )  # fmt: skip
+        app.state.idempotency = IdempotencyStore(
+            redis, settings.redis_key_prefix, settings.idempotency_ttl_seconds
+        )
+        app.state.rate_limiter = (
+            RateLimiter(
+                settings.redis_url,
+                settings.redis_key_prefix,
+                settings.rate_limit_requests,
+                settings.rate_limit_window_seconds,
+            )
+            if settings.rate_limit_enabled
+            else None
+        )
+        yield
+        await channel.close()
+        await redis.aclose()
+
+    app = FastAPI(
+        title="perflab gateway",
+        version="0.1.0",
+        summary="The public HTTP API of the perflab shop.",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    app.add_exception_handler(grpc.aio.AioRpcError, grpc_error_handler)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Ready: Redis and the orders service answer."""
+        checks = dict(
+            zip(
+                ("redis", "orders"),
+                await asyncio.gather(_redis_ok(app), _orders_ok(app), return_exceptions=False),
+                strict=True,
+            )
+        )
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    Instrumentator(
+        excluded_handlers=UNMONITORED,
+        should_group_status_codes=False,
+        should_instrument_requests_inprogress=True,
+        inprogress_labels=True,
+    ).instrument(app).expose(app, include_in_schema=False)
+    app.add_middleware(TraceIdHeader)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(UNMONITORED))
+    return app
+
+
+async def _redis_ok(app: FastAPI) -> bool:
+    try:
+        return bool(await app.state.redis.ping())
+    except Exception:
+        return False
+
+
+async def _orders_ok(app: FastAPI) -> bool:
+    stub = health_pb2_grpc.HealthStub(app.state.orders_channel)
+    try:
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+    except grpc.aio.AioRpcError:
+        return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING  # type: ignore[no-any-return]

@@ -1,0 +1,39 @@
+"""FastAPI dependencies as `Annotated` aliases; the clients behind them live in app.state,
+created in the lifespan, so tests can swap them."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from perflab.contracts.orders.v1.orders_pb2_grpc import OrdersServiceStub
+from perflab.gateway.cache import ReadThroughCache
+from perflab.gateway.idempotency import IdempotencyStore
+from perflab.gateway.settings import Settings
+
+
+def _orders(request: Request) -> OrdersServiceStub:
+    return request.app.state.orders  # type: ignore[no-any-return]
+
+
+def _product_cache(request: Request) -> ReadThroughCache:
+    return request.app.state.product_cache  # type: ignore[no-any-return]
+
+
+def _idempotency(request: Request) -> IdempotencyStore:
+    return request.app.state.idempotency  # type: ignore[no-any-return]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def rate_limit(request: Request) -> None:
+    limiter = request.app.state.rate_limiter
+    if limiter is not None:
+        await limiter.check(request)
+
+
+OrdersStub = Annotated[OrdersServiceStub, Depends(_orders)]
+ProductCache = Annotated[ReadThroughCache, Depends(_product_cache)]
+Idempotency = Annotated[IdempotencyStore, Depends(_idempotency)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -1,0 +1,291 @@
+"""Order and catalog operations on PostgreSQL. Raises `DomainError` subclasses for outcomes
+the caller must map to a status (the gRPC layer turns them into status codes)."""
+
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import propagate
+from prometheus_client import Counter, Histogram
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from perflab.common.pagination import InvalidPageToken, decode_token, encode_token
+from perflab.contracts.events.v1 import events_pb2
+from perflab.orders.models import Order, OrderItem, OutboxEvent, Product
+
+ORDERS_CREATED = Counter("orders_created_total", "Orders created (idempotent replays excluded).")
+ORDERS_COMPLETED = Counter(
+    "orders_completed_total", "Orders that reached a final status.", ["status"]
+)
+ORDER_COMPLETION = Histogram(
+    "order_completion_duration_seconds",
+    "Time from order creation to its final status (the whole async pipeline).",
+    ["status"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+
+CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PENDING, PAID, PAYMENT_FAILED = "PENDING", "PAID", "PAYMENT_FAILED"
+
+
+class _LostRace(Exception):
+    """Another transaction inserted an order with the same idempotency key first."""
+
+
+class DomainError(Exception):
+    pass
+
+
+class InvalidArgument(DomainError):
+    pass
+
+
+class NotFound(DomainError):
+    pass
+
+
+class Conflict(DomainError):
+    pass
+
+
+@dataclass(frozen=True)
+class NewItem:
+    product_id: int
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_items: int
+    max_quantity: int
+    max_page_size: int
+
+
+def timestamp(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+def _page_size(requested: int, limits: Limits, default: int = 20) -> int:
+    if requested < 0 or requested > limits.max_page_size:
+        raise InvalidArgument(f"page_size must be between 1 and {limits.max_page_size}")
+    return requested or default
+
+
+def _parse_uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise InvalidArgument(f"{what} is not a UUID: {value!r}") from exc
+
+
+def validate_new_order(customer_id: str, items: Sequence[NewItem], limits: Limits) -> None:
+    if not CUSTOMER_ID.match(customer_id):
+        raise InvalidArgument("customer_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
+    if not items:
+        raise InvalidArgument("an order needs at least one item")
+    if len(items) > limits.max_items:
+        raise InvalidArgument(f"an order holds at most {limits.max_items} items")
+    seen: set[int] = set()
+    for item in items:
+        if item.product_id <= 0:
+            raise InvalidArgument(f"product_id must be positive, got {item.product_id}")
+        if not 1 <= item.quantity <= limits.max_quantity:
+            raise InvalidArgument(
+                f"quantity of product {item.product_id} must be between 1 and {limits.max_quantity}"
+            )
+        if item.product_id in seen:
+            raise InvalidArgument(f"product {item.product_id} appears twice; add up the quantity")
+        seen.add(item.product_id)
+
+
+class Repository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], topic: str, limits: Limits):
+        self._sessions = sessions
+        self._topic = topic
+        self.limits = limits
+
+    async def get_product(self, product_id: int) -> Product:
+        async with self._sessions() as session:
+            product = await session.get(Product, product_id)
+        if product is None:
+            raise NotFound(f"product {product_id} does not exist")
+        return product
+
+    async def list_products(
+        self, category: str, page_size: int, page_token: str
+    ) -> tuple[list[Product], str]:
+        size = _page_size(page_size, self.limits)
+        query = select(Product).order_by(Product.id).limit(size + 1)
+        if category:
+            query = query.where(Product.category == category)
+        if page_token:
+            try:
+                (after,) = decode_token(page_token, 1)
+                query = query.where(Product.id > int(after))
+            except (InvalidPageToken, ValueError) as exc:
+                raise InvalidArgument("page_token is not a token this API issued") from exc
+        async with self._sessions() as session:
+            products = list((await session.scalars(query)).all())
+        if len(products) <= size:
+            return products, ""
+        return products[:size], encode_token(str(products[size - 1].id))
+
+    async def create_order(
+        self, customer_id: str, items: Sequence[NewItem], idempotency_key: str = ""
+    ) -> tuple[Order, bool]:
+        """Returns the order and whether it was created now (False: an idempotent replay)."""
+        validate_new_order(customer_id, items, self.limits)
+        if len(idempotency_key) > 128:
+            raise InvalidArgument("idempotency key is longer than 128 characters")
+        if idempotency_key:
+            existing = await self._by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return self._check_replay(existing, customer_id, items), False
+
+        order_id = uuid.uuid4()
+        try:
+            await self._insert_order(order_id, customer_id, items, idempotency_key)
+        except _LostRace:
+            existing = await self._by_idempotency_key(idempotency_key)
+            assert existing is not None
+            return self._check_replay(existing, customer_id, items), False
+        ORDERS_CREATED.inc()
+        return await self.get_order(str(order_id)), True
+
+    async def _insert_order(
+        self, order_id: uuid.UUID, customer_id: str, items: Sequence[NewItem], idempotency_key: str
+    ) -> None:
+        """Order, items and outbox event in one transaction: all of them or none."""
+        async with self._sessions() as session, session.begin():
+            ids = [item.product_id for item in items]
+            rows = await session.execute(
+                select(Product.id, Product.price_cents, Product.currency).where(Product.id.in_(ids))
+            )
+            prices = {pid: (price, currency) for pid, price, currency in rows}
+            missing = sorted(set(ids) - prices.keys())
+            if missing:
+                raise InvalidArgument(f"unknown product ids: {missing}")
+            currencies = {currency for _, currency in prices.values()}
+            if len(currencies) > 1:
+                raise InvalidArgument("all products of an order must share one currency")
+            currency = currencies.pop()
+            total = sum(prices[i.product_id][0] * i.quantity for i in items)
+            now = datetime.now(UTC)
+            inserted = await session.scalar(
+                insert(Order)
+                .values(
+                    id=order_id,
+                    customer_id=customer_id,
+                    status=PENDING,
+                    total_cents=total,
+                    currency=currency,
+                    idempotency_key=idempotency_key or None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                .returning(Order.id)
+            )
+            if inserted is None:  # a concurrent request with the same key won the race
+                raise _LostRace
+            session.add_all(
+                OrderItem(
+                    order_id=order_id,
+                    product_id=i.product_id,
+                    quantity=i.quantity,
+                    unit_price_cents=prices[i.product_id][0],
+                )
+                for i in items
+            )
+            event = events_pb2.OrderCreated(
+                order_id=str(order_id),
+                customer_id=customer_id,
+                total_cents=total,
+                currency=currency,
+                created_at=timestamp(now),
+            )
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            session.add(
+                OutboxEvent(
+                    topic=self._topic,
+                    key=str(order_id),
+                    payload=event.SerializeToString(),
+                    headers=headers,
+                )
+            )
+
+    def _check_replay(self, order: Order, customer_id: str, items: Sequence[NewItem]) -> Order:
+        requested = sorted((i.product_id, i.quantity) for i in items)
+        stored = sorted((i.product_id, i.quantity) for i in order.items)
+        if order.customer_id != customer_id or requested != stored:
+            raise Conflict("this idempotency key was already used for a different order")
+        return order
+
+    async def _by_idempotency_key(self, key: str) -> Order | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(Order).where(Order.idempotency_key == key))
+
+    async def get_order(self, order_id: str) -> Order:
+        oid = _parse_uuid(order_id, "order id")
+        async with self._sessions() as session:
+            order = await session.get(Order, oid)
+        if order is None:
+            raise NotFound(f"order {order_id} does not exist")
+        return order
+
+    async def list_customer_orders(
+        self, customer_id: str, page_size: int, page_token: str
+    ) -> tuple[list[Order], str]:
+        if not CUSTOMER_ID.match(customer_id):
+            raise InvalidArgument("customer_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
+        size = _page_size(page_size, self.limits)
+        query = (
+            select(Order)
+            .where(Order.customer_id == customer_id)
+            .order_by(Order.created_at.desc(), Order.id.desc())
+            .limit(size + 1)
+        )
+        if page_token:
+            try:
+                created, oid = decode_token(page_token, 2)
+                cursor = (datetime.fromisoformat(created), uuid.UUID(oid))
+            except (InvalidPageToken, ValueError) as exc:
+                raise InvalidArgument("page_token is not a token this API issued") from exc
+            query = query.where(tuple_(Order.created_at, Order.id) < cursor)
+        async with self._sessions() as session:
+            orders = list((await session.scalars(query)).all())
+        if len(orders) <= size:
+            return orders, ""
+        last = orders[size - 1]
+        return orders[:size], encode_token(last.created_at.isoformat(), str(last.id))
+
+    async def apply_payment_result(
+        self, order_id: str, paid: bool, payment_id: str, reason: str
+    ) -> Order:
+        oid = _parse_uuid(order_id, "order_id")
+        status = PAID if paid else PAYMENT_FAILED
+        async with self._sessions() as session, session.begin():
+            created_at = await session.scalar(
+                update(Order)
+                .where(Order.id == oid, Order.status == PENDING)
+                .values(
+                    status=status,
+                    payment_id=payment_id or None,
+                    failure_reason=(reason[:200] or None) if not paid else None,
+                    updated_at=func.now(),
+                )
+                .returning(Order.created_at)
+            )
+        if created_at is not None:
+            ORDERS_COMPLETED.labels(status).inc()
+            ORDER_COMPLETION.labels(status).observe(time.time() - created_at.timestamp())
+        return await self.get_order(order_id)

@@ -1,0 +1,28 @@
+from functools import lru_cache
+
+from pydantic import Field
+
+from perflab.common.settings import (
+    DatabaseSettings,
+    GrpcServerSettings,
+    KafkaSettings,
+    ServiceSettings,
+)
+
+
+class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, KafkaSettings):
+    service_name: str = "orders"
+    database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:55432/orders"
+    grpc_port: int = 50051
+    outbox_poll_interval_seconds: float = Field(
+        default=0.5, gt=0, description="Relay poll period when no new order woke it up."
+    )
+    outbox_batch_size: int = Field(default=200, ge=1, description="Events published per batch.")
+    max_order_items: int = Field(default=50, ge=1, description="Distinct products per order.")
+    max_item_quantity: int = Field(default=100, ge=1, description="Units of one product.")
+    max_page_size: int = Field(default=100, ge=1, description="Upper bound for page_size.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,28 @@
+from functools import lru_cache
+
+from pydantic import Field
+
+from perflab.common.settings import DatabaseSettings, GrpcServerSettings, ServiceSettings
+
+
+class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings):
+    service_name: str = "payments"
+    database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:55432/payments"
+    grpc_port: int = 50052
+    payment_latency_median_ms: float = Field(
+        default=40.0, ge=0, description="Median latency of the simulated card processor."
+    )
+    payment_latency_p99_ms: float = Field(
+        default=200.0, ge=0, description="Its 99th percentile (a log-normal fits both)."
+    )
+    payment_decline_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Share of charges the processor declines."
+    )
+    processing_takeover_seconds: float = Field(
+        default=30.0, gt=0, description="A charge stuck in PROCESSING this long is retried."
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
