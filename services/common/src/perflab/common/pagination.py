@@ -1,7 +1,6 @@
 """Opaque page tokens for keyset pagination."""
 
 import base64
-import binascii
 
 
 class InvalidPageToken(ValueError):
@@ -15,7 +14,7 @@ def encode_token(*parts: str) -> str:
 def decode_token(token: str, parts: int) -> list[str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
         raise InvalidPageToken("page_token is not a token this API issued") from exc
     values = raw.split("|")
     if len(values) != parts:

@@ -1,0 +1,304 @@
+"""Runs the four services as plain processes against the local infrastructure.
+
+`make local` uses the CLI (`python -m perflab.common.localstack up|down|status`), which
+detaches the services and keeps pid files and logs under the data directory. The end-to-end
+tests use `LocalStack` directly to start an isolated copy (own databases, topic prefix, Redis
+prefix and ports) that they can kill and restart.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVICES = ("payments", "orders", "worker", "gateway")
+
+
+@dataclass
+class Infra:
+    """Where the infrastructure listens. Defaults are the ports of `scripts/local-infra.sh`."""
+
+    postgres: str = field(default_factory=lambda: _env("POSTGRES_PORT", "55432"))
+    redis: str = field(default_factory=lambda: _env("REDIS_PORT", "56379"))
+    kafka: str = field(default_factory=lambda: _env("KAFKA_PORT", "59092"))
+    otlp_grpc: str = field(default_factory=lambda: _env("JAEGER_OTLP_GRPC_PORT", "54317"))
+    host: str = "127.0.0.1"
+
+    def database_url(self, database: str) -> str:
+        return f"postgresql+asyncpg://perflab@{self.host}:{self.postgres}/{database}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.host}:{self.redis}/0"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka}"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass
+class Ports:
+    gateway: int = 58080
+    orders: int = 50051
+    payments: int = 50052
+    orders_metrics: int = 59101
+    payments_metrics: int = 59102
+    worker_metrics: int = 59103
+
+    @classmethod
+    def free(cls) -> "Ports":
+        """Ports the OS says are free right now (for isolated test stacks)."""
+        return cls(*(free_port() for _ in range(6)))
+
+    def metrics_targets(self) -> dict[str, str]:
+        return {
+            "gateway": f"127.0.0.1:{self.gateway}",
+            "orders": f"127.0.0.1:{self.orders_metrics}",
+            "payments": f"127.0.0.1:{self.payments_metrics}",
+            "worker": f"127.0.0.1:{self.worker_metrics}",
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class StackConfig:
+    infra: Infra = field(default_factory=Infra)
+    ports: Ports = field(default_factory=Ports)
+    orders_db: str = "orders"
+    payments_db: str = "payments"
+    topic_prefix: str = ""
+    redis_prefix: str = ""
+    consumer_group: str = "perflab-worker"
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def env(self, service: str) -> dict[str, str]:
+        i, p = self.infra, self.ports
+        common = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{i.host}:{i.otlp_grpc}",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "KAFKA_BOOTSTRAP_SERVERS": i.kafka_bootstrap,
+            "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+        }
+        own = {
+            "orders": {
+                "DATABASE_URL": i.database_url(self.orders_db),
+                "GRPC_PORT": str(p.orders),
+                "METRICS_PORT": str(p.orders_metrics),
+            },
+            "payments": {
+                "DATABASE_URL": i.database_url(self.payments_db),
+                "GRPC_PORT": str(p.payments),
+                "METRICS_PORT": str(p.payments_metrics),
+            },
+            "worker": {
+                "ORDERS_ADDR": f"127.0.0.1:{p.orders}",
+                "PAYMENTS_ADDR": f"127.0.0.1:{p.payments}",
+                "HTTP_PORT": str(p.worker_metrics),
+                "CONSUMER_GROUP": self.consumer_group,
+            },
+            "gateway": {
+                "HTTP_PORT": str(p.gateway),
+                "ORDERS_ADDR": f"127.0.0.1:{p.orders}",
+                "REDIS_URL": i.redis_url,
+                "REDIS_KEY_PREFIX": self.redis_prefix,
+            },
+        }[service]
+        return {**common, **own, **self.extra_env.get(service, {})}
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig, log_dir: Path):
+        self.config = config
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def prepare(self, products: int = 10_000, partitions: int = 6) -> None:
+        """Migrations, catalog seed and topics: everything the services expect to exist."""
+        from perflab.common.kafka_admin import create_topics
+
+        infra = self.config.infra
+        self._run_module("perflab.orders.migrate", "orders")
+        self._run_module("perflab.payments.migrate", "payments")
+        self._run_module("perflab.orders.seed", "orders", "--products", str(products))
+        asyncio.run(create_topics(infra.kafka_bootstrap, self.config.topic_prefix, partitions))
+
+    def _run_module(self, module: str, service: str, *args: str) -> None:
+        env = {**os.environ, **self.config.env(service)}
+        subprocess.run([sys.executable, "-m", module, *args], env=env, check=True)
+
+    def start(self, service: str) -> subprocess.Popen[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{service}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"perflab.{service}"],
+            env={**os.environ, **self.config.env(service)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the terminal does not reach it
+        )
+        self.processes[service] = process
+        return process
+
+    def start_all(self, timeout: float = 60) -> None:
+        for service in SERVICES:
+            self.start(service)
+            self.wait_ready(service, timeout)
+
+    def wait_ready(self, service: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        process = self.processes.get(service)
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(
+                    f"{service} exited with {process.returncode}; see {self.log_dir}/{service}.log"
+                )
+            if is_ready(service, self.config.ports):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"{service} not ready after {timeout}s; see {self.log_dir}/{service}.log"
+        )
+
+    def stop(self, service: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 20) -> int:
+        process = self.processes.pop(service)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def stop_all(self) -> None:
+        for service in reversed(SERVICES):
+            if service in self.processes:
+                self.stop(service)
+
+
+def is_ready(service: str, ports: Ports) -> bool:
+    if service in ("gateway", "worker"):
+        port = ports.gateway if service == "gateway" else ports.worker_metrics
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+    port = ports.orders if service == "orders" else ports.payments
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=2
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+# --- CLI for `make local` ----------------------------------------------------------------
+
+
+def _pid_file(run_dir: Path, service: str) -> Path:
+    return run_dir / f"{service}.pid"
+
+
+def _alive(pid: int, service: str) -> bool:
+    """True when pid runs and is our service (not a recycled pid of something else)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"perflab.{service}".encode() in cmdline
+
+
+def _running(run_dir: Path) -> Mapping[str, int]:
+    found = {}
+    for service in SERVICES:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(_pid_file(run_dir, service).read_text())
+            if _alive(pid, service):
+                found[service] = pid
+    return found
+
+
+def cli_up(data_dir: Path, products: int) -> None:
+    run_dir, log_dir = data_dir / "run", data_dir / "logs"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(StackConfig(), log_dir)
+    running = _running(run_dir)
+    if len(running) < len(SERVICES):
+        print("preparing: migrations, catalog seed, topics", file=sys.stderr)
+        stack.prepare(products=products)
+    for service in SERVICES:
+        if service in running:
+            print(f"{service:9} already running (pid {running[service]})", file=sys.stderr)
+            continue
+        process = stack.start(service)
+        _pid_file(run_dir, service).write_text(str(process.pid))
+        stack.wait_ready(service)
+        print(f"{service:9} ready (pid {process.pid})", file=sys.stderr)
+
+
+def cli_down(data_dir: Path) -> None:
+    run_dir = data_dir / "run"
+    for service, pid in reversed(list(_running(run_dir).items())):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid, service) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid, service):
+            os.kill(pid, signal.SIGKILL)
+        print(f"{service:9} stopped", file=sys.stderr)
+    for service in SERVICES:
+        _pid_file(run_dir, service).unlink(missing_ok=True)
+
+
+def cli_status(data_dir: Path) -> None:
+    running = _running(data_dir / "run")
+    ports = Ports()
+    rows = {
+        s: {"pid": running.get(s), "ready": s in running and is_ready(s, ports)} for s in SERVICES
+    }
+    print(json.dumps(rows, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the perflab services as local processes.")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("PERFLAB_DATA", ".local"))
+    )
+    parser.add_argument("--products", type=int, default=int(os.environ.get("PRODUCTS", "10000")))
+    args = parser.parse_args()
+    if args.command == "up":
+        cli_up(args.data_dir, args.products)
+    elif args.command == "down":
+        cli_down(args.data_dir)
+    else:
+        cli_status(args.data_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Reaching the real infrastructure from tests: start it if needed, isolate each test."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+from perflab.common.kafka_admin import create_topics
+from perflab.common.localstack import Infra
+
+REPO = Path(__file__).resolve().parents[5]
+
+
+def port_open(port: str | int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, int(port))) == 0
+
+
+def ensure_infra(infra: Infra) -> None:
+    """Starts the local infrastructure unless all of it already answers (idempotent)."""
+    if all(port_open(p) for p in (infra.postgres, infra.redis, infra.kafka)):
+        return
+    subprocess.run([str(REPO / "scripts" / "local-infra.sh"), "up"], check=True, cwd=REPO)
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def fresh_database(infra: Infra, migrations: str | None = None) -> AsyncIterator[str]:
+    """A new empty database (migrated with `migrations`, e.g. "perflab.orders:migrations"),
+    dropped afterwards. Yields its SQLAlchemy URL."""
+    from perflab.common.migrate import upgrade
+
+    name = unique("test_")
+    admin = await asyncpg.connect(
+        host=infra.host, port=int(infra.postgres), user="perflab", database="postgres"
+    )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = infra.database_url(name)
+        if migrations:
+            await asyncio.to_thread(upgrade, migrations, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def fresh_topics(infra: Infra, partitions: int = 3) -> str:
+    """Creates the perflab topics under a new prefix; returns the prefix."""
+    prefix = unique() + "."
+    await create_topics(infra.kafka_bootstrap, prefix, partitions)
+    return prefix
