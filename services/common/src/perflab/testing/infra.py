@@ -1,7 +1,6 @@
 """Reaching the real infrastructure from tests: start it if needed, isolate each test."""
 
 import asyncio
-import os
 import socket
 import subprocess
 import uuid

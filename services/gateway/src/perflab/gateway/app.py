@@ -18,7 +18,7 @@ from perflab.contracts.orders.v1.orders_pb2_grpc import OrdersServiceStub
 from perflab.gateway.cache import ReadThroughCache
 from perflab.gateway.errors import grpc_error_handler
 from perflab.gateway.idempotency import IdempotencyStore
-from perflab.gateway.middleware import BodySizeLimit, TraceIdHeader
+from perflab.gateway.middleware import ActiveRequests, BodySizeLimit, TraceIdHeader
 from perflab.gateway.ratelimit import RateLimiter
 from perflab.gateway.routes import router
 from perflab.gateway.settings import Settings
@@ -94,9 +94,8 @@ def create_app(settings: Settings) -> FastAPI:
     Instrumentator(
         excluded_handlers=UNMONITORED,
         should_group_status_codes=False,
-        should_instrument_requests_inprogress=True,
-        inprogress_labels=True,
     ).instrument(app).expose(app, include_in_schema=False)
+    app.add_middleware(ActiveRequests, excluded=UNMONITORED)
     app.add_middleware(TraceIdHeader)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(UNMONITORED))

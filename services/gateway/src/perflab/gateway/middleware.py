@@ -1,12 +1,17 @@
-"""ASGI middleware: request body size limit and the trace id on every response."""
+"""ASGI middleware: request body size limit, in-flight requests, the trace id on responses."""
 
+from prometheus_client import Gauge
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perflab.common.telemetry import current_trace_id
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised from `receive`: FastAPI's body parsing passes HTTPExceptions on as they are."""
+
+    def __init__(self, max_bytes: int):
+        super().__init__(413, f"request body is larger than {max_bytes} bytes")
 
 
 class BodySizeLimit:
@@ -34,7 +39,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -83,3 +88,21 @@ class TraceIdHeader:
             await send(message)
 
         await self.app(scope, receive, send_with_trace)
+
+
+ACTIVE_REQUESTS = Gauge("http_server_active_requests", "HTTP requests being served right now.")
+
+
+class ActiveRequests:
+    """Counts in-flight requests (`http.server.active_requests`), health checks excluded."""
+
+    def __init__(self, app: ASGIApp, excluded: list[str]):
+        self.app = app
+        self.excluded = set(excluded)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.excluded:
+            await self.app(scope, receive, send)
+            return
+        with ACTIVE_REQUESTS.track_inprogress():
+            await self.app(scope, receive, send)

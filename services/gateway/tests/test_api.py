@@ -1,0 +1,178 @@
+"""Unit tests of the HTTP layer with a fake orders stub: status codes and reasons."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from perflab.contracts.orders.v1 import orders_pb2
+from perflab.gateway.app import create_app
+from perflab.gateway.cache import ReadThroughCache
+from perflab.gateway.settings import Settings
+
+
+def rpc_error(code: grpc.StatusCode, details: str = "") -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+
+
+def an_order(**kw: Any) -> orders_pb2.Order:
+    now = Timestamp()
+    now.FromDatetime(datetime.now(UTC))
+    return orders_pb2.Order(
+        id="0b5c1ad2-6e1a-4a59-9a0e-2f0f3c1f5d11",
+        customer_id="c1",
+        status=orders_pb2.ORDER_STATUS_PENDING,
+        items=[orders_pb2.OrderItem(product_id=1, quantity=2, unit_price_cents=500)],
+        total_cents=1000,
+        currency="EUR",
+        created_at=now,
+        updated_at=now,
+        **kw,
+    )
+
+
+class FakeOrders:
+    def __init__(self) -> None:
+        self.error: grpc.aio.AioRpcError | None = None
+        self.requests: list[Any] = []
+
+    async def _answer(self, request: Any, result: Any) -> Any:
+        self.requests.append(request)
+        if self.error:
+            raise self.error
+        return result
+
+    async def CreateOrder(self, request: Any, timeout: float) -> orders_pb2.Order:
+        return await self._answer(request, an_order())  # type: ignore[no-any-return]
+
+    async def GetOrder(self, request: Any, timeout: float) -> orders_pb2.Order:
+        return await self._answer(request, an_order())  # type: ignore[no-any-return]
+
+    async def GetProduct(self, request: Any, timeout: float) -> orders_pb2.Product:
+        product = orders_pb2.Product(id=request.id, name="x", price_cents=5, currency="EUR")
+        return await self._answer(request, product)  # type: ignore[no-any-return]
+
+
+class NoIdempotency:
+    async def lookup(self, key: str, fp: str) -> None:
+        return None
+
+    async def save(self, key: str, fp: str, response: bytes) -> None:
+        pass
+
+
+@pytest.fixture
+def orders() -> FakeOrders:
+    return FakeOrders()
+
+
+@pytest.fixture
+async def client(orders: FakeOrders) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(max_body_bytes=1024, tracing_enabled=False)
+    app = create_app(settings)
+    app.state.settings = settings
+    app.state.orders = orders
+    app.state.product_cache = ReadThroughCache(None, "p", "", 60, enabled=False)  # type: ignore[arg-type]
+    app.state.idempotency = NoIdempotency()
+    app.state.rate_limiter = None
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+        yield c
+
+
+ORDER = {"customer_id": "c1", "items": [{"product_id": 1, "quantity": 2}]}
+
+
+async def test_create_order_answers_202_with_location(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/orders", json=ORDER)
+    assert r.status_code == 202
+    assert r.headers["location"] == f"/api/orders/{r.json()['id']}"
+    assert r.json()["status"] == "PENDING"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"customer_id": "c1", "items": []}, "items"),
+        ({"customer_id": "c 1", "items": [{"product_id": 1, "quantity": 1}]}, "customer_id"),
+        ({"customer_id": "c1", "items": [{"product_id": 1, "quantity": 0}]}, "quantity"),
+        ({"customer_id": "c1", "items": [{"product_id": "x", "quantity": 1}]}, "product_id"),
+        ({"items": [{"product_id": 1, "quantity": 1}]}, "customer_id"),
+    ],
+)
+async def test_malformed_orders_get_422_with_the_field(
+    client: httpx.AsyncClient, orders: FakeOrders, body: dict[str, Any], field: str
+) -> None:
+    r = await client.post("/api/orders", json=body)
+    assert r.status_code == 422
+    assert field in str(r.json()["detail"])
+    assert orders.requests == []
+
+
+async def test_invalid_json_gets_422(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/api/orders", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+
+
+async def test_oversized_bodies_get_413(client: httpx.AsyncClient, orders: FakeOrders) -> None:
+    big = {**ORDER, "padding": "x" * 2000}
+    r = await client.post("/api/orders", json=big)
+    assert r.status_code == 413
+    assert "1024 bytes" in r.json()["detail"]
+    assert orders.requests == []
+
+
+async def test_oversized_chunked_bodies_get_413(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b" " * 200
+
+    r = await client.post(
+        "/api/orders", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "retry_after"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, 422, None),
+        (grpc.StatusCode.NOT_FOUND, 404, None),
+        (grpc.StatusCode.UNAVAILABLE, 503, "1"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504, "1"),
+        (grpc.StatusCode.INTERNAL, 502, None),
+    ],
+)
+async def test_upstream_errors_map_to_http_with_a_reason(
+    client: httpx.AsyncClient,
+    orders: FakeOrders,
+    code: grpc.StatusCode,
+    status: int,
+    retry_after: str | None,
+) -> None:
+    orders.error = rpc_error(code, "unknown product ids: [999]")
+    r = await client.post("/api/orders", json=ORDER)
+    assert r.status_code == status
+    assert r.json()["detail"]
+    assert r.headers.get("retry-after") == retry_after
+    if status == 422:
+        assert r.json()["detail"] == "unknown product ids: [999]"
+
+
+async def test_path_parameters_are_validated(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/products/0")).status_code == 422
+    assert (await client.get("/api/products/abc")).status_code == 422
+    assert (await client.get("/api/customers/bad%20id/orders")).status_code == 422
+    assert (await client.get("/api/products?page_size=1000")).status_code == 422
+
+
+async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    schema = (await client.get("/openapi.json")).json()
+    assert {"/api/orders", "/api/products/{product_id}"} <= set(schema["paths"])

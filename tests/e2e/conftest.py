@@ -1,0 +1,127 @@
+"""An isolated copy of the whole stack for the end-to-end tests: the four services as real
+processes on free ports, over their own databases, topics and Redis prefix, scraped by a
+Prometheus of their own and traced into the local Jaeger."""
+
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from perflab.common.localstack import Infra, LocalStack, Ports, StackConfig, free_port
+from perflab.testing.infra import fresh_database, fresh_topics, unique
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LocalStack]:
+    async with (
+        fresh_database(infra, "perflab.orders:migrations") as orders_url,
+        fresh_database(infra, "perflab.payments:migrations") as payments_url,
+    ):
+        config = StackConfig(
+            infra=infra,
+            ports=Ports.free(),
+            orders_db=orders_url.rsplit("/", 1)[1],
+            payments_db=payments_url.rsplit("/", 1)[1],
+            topic_prefix=await fresh_topics(infra),
+            redis_prefix=unique() + ":",
+            consumer_group=unique("e2e-worker-"),
+            extra_env={
+                "payments": {
+                    "PAYMENT_DECLINE_RATE": "0",
+                    "PAYMENT_LATENCY_MEDIAN_MS": "10",
+                    "PAYMENT_LATENCY_P99_MS": "40",
+                },
+                "gateway": {"RATE_LIMIT_ENABLED": "false"},
+                "orders": {"DB_POOL_SIZE": "20"},
+            },
+        )
+        stack = LocalStack(config, tmp_path_factory.mktemp("e2e-logs"))
+        stack.prepare(products=500, partitions=6)
+        try:
+            stack.start_all()
+            yield stack
+        finally:
+            stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(stack: LocalStack) -> str:
+    return f"http://127.0.0.1:{stack.config.ports.gateway}"
+
+
+@pytest.fixture(scope="session")
+def prometheus(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Prometheus that scrapes this stack every second."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed: run scripts/install-infra.sh")
+    workdir = tmp_path_factory.mktemp("prometheus")
+    jobs = "".join(
+        f"  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n"
+        for job, target in stack.config.ports.metrics_targets().items()
+    )
+    config = workdir / "prometheus.yml"
+    config.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n{jobs}")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=(workdir / "log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def jaeger_url() -> str:
+    return f"http://127.0.0.1:{os.environ.get('JAEGER_UI_PORT', '56686')}"
+
+
+@pytest.fixture
+async def orders_pg(stack: LocalStack) -> AsyncIterator[asyncpg.Connection]:
+    conn = await _connect(stack, stack.config.orders_db)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def payments_pg(stack: LocalStack) -> AsyncIterator[asyncpg.Connection]:
+    conn = await _connect(stack, stack.config.payments_db)
+    yield conn
+    await conn.close()
+
+
+async def _connect(stack: LocalStack, database: str) -> asyncpg.Connection:
+    infra = stack.config.infra
+    return await asyncpg.connect(
+        host=infra.host, port=int(infra.postgres), user="perflab", database=database
+    )
+
+
+def log_tail(stack: LocalStack, service: str, lines: int = 30) -> str:
+    path: Path = stack.log_dir / f"{service}.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
