@@ -60,7 +60,7 @@ def main() -> None:
             args.replication_factor,
         )
     )
-    log.info("topics ready", extra={"created": created})
+    log.info("topics ready", extra={"topics_created": created})
 
 
 if __name__ == "__main__":

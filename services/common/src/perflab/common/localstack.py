@@ -7,7 +7,6 @@ prefix and ports) that they can kill and restart.
 """
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -136,13 +135,12 @@ class LocalStack:
 
     def prepare(self, products: int = 10_000, partitions: int = 6) -> None:
         """Migrations, catalog seed and topics: everything the services expect to exist."""
-        from perflab.common.kafka_admin import create_topics
-
-        infra = self.config.infra
         self._run_module("perflab.orders.migrate", "orders")
         self._run_module("perflab.payments.migrate", "payments")
         self._run_module("perflab.orders.seed", "orders", "--products", str(products))
-        asyncio.run(create_topics(infra.kafka_bootstrap, self.config.topic_prefix, partitions))
+        self._run_module(
+            "perflab.common.kafka_admin", "orders", "create-topics", "--partitions", str(partitions)
+        )
 
     def _run_module(self, module: str, service: str, *args: str) -> None:
         env = {**os.environ, **self.config.env(service)}
