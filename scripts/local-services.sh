@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Starts, stops or shows the four perflab services as local processes (see
+# perflab.common.localstack). The infrastructure must be up: scripts/local-infra.sh up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+cmd=${1:-status}
+.venv/bin/python -m perflab.common.localstack "$cmd" --data-dir "$PERFLAB_DATA"
+if [ "$cmd" = up ]; then
+  cat >&2 <<URLS
+
+perflab is running locally:
+  API (gateway)     http://127.0.0.1:58080/api/products      docs: http://127.0.0.1:58080/docs
+  Prometheus        http://127.0.0.1:${PROMETHEUS_PORT}
+  Jaeger (HTTP API) http://127.0.0.1:${JAEGER_UI_PORT}/api/services
+  orders gRPC       127.0.0.1:50051    metrics http://127.0.0.1:59101/metrics
+  payments gRPC     127.0.0.1:50052    metrics http://127.0.0.1:59102/metrics
+  worker            metrics http://127.0.0.1:59103/metrics
+  logs              $PERFLAB_DATA/logs/
+
+Try:  curl -s -XPOST localhost:58080/api/orders -H 'content-type: application/json' \\
+        -d '{"customer_id":"me","items":[{"product_id":1,"quantity":2}]}'
+Stop: make local-down
+URLS
+fi
