@@ -70,6 +70,7 @@ test-unit: venv ## Unit tests only (no infrastructure needed).
 
 .PHONY: bench
 bench: venv ## Benchmark against the local stack: figures, not pass/fail.
+	@command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(PY) scripts/bench.py
 
 -include deploy/cluster.mk
