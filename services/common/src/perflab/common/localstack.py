@@ -75,6 +75,12 @@ class Ports:
         }
 
 
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -245,6 +251,20 @@ def cli_up(data_dir: Path, products: int) -> None:
     run_dir, log_dir = data_dir / "run", data_dir / "logs"
     run_dir.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(StackConfig(), log_dir)
+    infra = stack.config.infra
+    down = [
+        name
+        for name, port in (
+            ("PostgreSQL", infra.postgres),
+            ("Redis", infra.redis),
+            ("Kafka", infra.kafka),
+        )
+        if not port_open(infra.host, int(port))
+    ]
+    if down:
+        sys.exit(
+            f"{', '.join(down)} not running: start them with scripts/local-infra.sh up"
+        )
     running = _running(run_dir)
     if len(running) < len(SERVICES):
         print("preparing: migrations, catalog seed, topics", file=sys.stderr)

@@ -1,7 +1,6 @@
 """Reaching the real infrastructure from tests: start it if needed, isolate each test."""
 
 import asyncio
-import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -11,20 +10,14 @@ from pathlib import Path
 import asyncpg
 
 from perflab.common.kafka_admin import create_topics
-from perflab.common.localstack import Infra
+from perflab.common.localstack import Infra, port_open
 
 REPO = Path(__file__).resolve().parents[5]
 
 
-def port_open(port: str | int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, int(port))) == 0
-
-
 def ensure_infra(infra: Infra) -> None:
     """Starts the local infrastructure unless all of it already answers (idempotent)."""
-    if all(port_open(p) for p in (infra.postgres, infra.redis, infra.kafka)):
+    if all(port_open(infra.host, int(p)) for p in (infra.postgres, infra.redis, infra.kafka)):
         return
     subprocess.run([str(REPO / "scripts" / "local-infra.sh"), "up"], check=True, cwd=REPO)
 
