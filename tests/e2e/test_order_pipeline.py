@@ -115,16 +115,30 @@ async def test_one_trace_spans_all_four_services(
     r = await client.post("/api/orders", json=order_body("traced", 5))
     trace_id = r.headers["x-trace-id"]
     await wait_final(orders_pg, [r.json()["id"]])
-    services: set[str] = set()
+    wanted = {"gateway", "orders", "worker", "payments"}
+    spans: list[tuple[str, str, dict[str, Any]]] = []
     async with httpx.AsyncClient(base_url=jaeger_url) as jaeger, asyncio.timeout(60):
-        while not {"gateway", "orders", "worker", "payments"} <= services:
+        while not wanted <= {service for service, _, _ in spans}:
             await asyncio.sleep(1)  # spans are exported in batches
             answer = await jaeger.get(f"/api/traces/{trace_id}")
             if answer.status_code != 200:
                 continue
-            for trace in answer.json().get("data") or []:
-                services |= {p["serviceName"] for p in trace["processes"].values()}
-    assert {"gateway", "orders", "worker", "payments"} <= services
+            spans = [
+                (
+                    trace["processes"][span["processID"]]["serviceName"],
+                    span["operationName"],
+                    {tag["key"]: tag["value"] for tag in span["tags"]},
+                )
+                for trace in answer.json().get("data") or []
+                for span in trace["spans"]
+            ]
+    operations = {(service, op) for service, op, _ in spans}
+    assert ("gateway", "POST /api/orders") in operations
+    assert any(s == "worker" and op.endswith("process") for s, op in operations)
+    assert any(s == "payments" and op.endswith("PaymentsService/Charge") for s, op in operations)
+    # The database work shows in the trace too (SQLAlchemy instrumentation), in both services.
+    db_services = {s for s, _, tags in spans if tags.get("db.system") == "postgresql"}
+    assert {"orders", "payments"} <= db_services
 
 
 async def test_prometheus_sees_every_service_and_counts_every_order(
