@@ -31,7 +31,7 @@ DATA = Path(os.environ.get("PERFLAB_DATA", REPO / ".local"))
 READ_LUA = """
 math.randomseed(os.time())
 request = function()
-  -- 80% of reads go to 100 popular products, the rest anywhere in the catalog
+  -- 80%% of reads go to 100 popular products, the rest anywhere in the catalog
   local id = math.random() < 0.8 and math.random(1, 100) or math.random(1, %(products)d)
   wrk.headers["X-Client-Id"] = "bench-" .. math.random(1, 1000)
   return wrk.format("GET", "/api/products/" .. id)
