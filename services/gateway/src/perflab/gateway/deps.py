@@ -1,5 +1,6 @@
 """FastAPI dependencies as `Annotated` aliases; the clients behind them live in app.state,
-created in the lifespan, so tests can swap them."""
+created in the lifespan, so tests can swap them. They are `async def` on purpose: FastAPI runs
+plain `def` dependencies in a thread pool, a thread hop per dependency per request."""
 
 from typing import Annotated
 
@@ -11,19 +12,19 @@ from perflab.gateway.idempotency import IdempotencyStore
 from perflab.gateway.settings import Settings
 
 
-def _orders(request: Request) -> OrdersServiceStub:
+async def _orders(request: Request) -> OrdersServiceStub:
     return request.app.state.orders  # type: ignore[no-any-return]
 
 
-def _product_cache(request: Request) -> ReadThroughCache:
+async def _product_cache(request: Request) -> ReadThroughCache:
     return request.app.state.product_cache  # type: ignore[no-any-return]
 
 
-def _idempotency(request: Request) -> IdempotencyStore:
+async def _idempotency(request: Request) -> IdempotencyStore:
     return request.app.state.idempotency  # type: ignore[no-any-return]
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
