@@ -1,0 +1,1 @@
+"""perflab load tests: k6-style scenarios on Locust (see README.md)."""

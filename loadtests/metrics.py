@@ -9,17 +9,14 @@ import bisect
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def round_ms(ms: float) -> int:
     """Round a duration like Locust does (two significant digits above 100 ms) to bound memory."""
     if ms < 100:
         return round(ms)
-    if ms < 1000:
-        return round(ms, -1)
-    if ms < 10000:
-        return round(ms, -2)
-    return round(ms, -3)
+    return int(round(ms, -1 if ms < 1000 else -2 if ms < 10000 else -3))
 
 
 class Histogram:
@@ -52,7 +49,7 @@ class Histogram:
         return self._max
 
     def percentile(self, p: float) -> float:
-        """The smallest recorded (rounded) value with at least ``p`` percent of samples at or below it."""
+        """The smallest (rounded) value with at least ``p`` percent of samples at or below it."""
         if not self.count:
             return 0.0
         rank = max(1, -(-self.count * p // 100))  # ceil without float drift for whole counts
@@ -95,6 +92,53 @@ class RunState:
             self._recent_starts.popleft()
         span = min(window, max(now - self.started, 1e-9))
         return len(self._recent_starts) / span
+
+    def export(self) -> dict[str, Any]:
+        """Cumulative figures as plain data (a worker sends them to the master with its stats)."""
+        return {
+            "iterations": dict(self.iterations),
+            "interrupted": self.interrupted,
+            "dropped": self.dropped,
+            "busy": self.vus_busy,
+            "checks": {name: list(counts) for name, counts in self.checks.items()},
+            "durations": {
+                journey: {
+                    "values": {str(k): n for k, n in h.values.items()},
+                    "count": h.count,
+                    "total": h.total,
+                    "min": h.min,
+                    "max": h.max,
+                }
+                for journey, h in self.iteration_duration.items()
+            },
+        }
+
+    def absorb(self, exports: list[dict[str, Any]], now: float | None = None) -> None:
+        """Become the sum of the workers' latest exports (the master's view)."""
+        before = sum(self.iterations.values())
+        self.iterations = Counter()
+        self.interrupted = self.dropped = self.vus_busy = 0
+        self.checks = {}
+        self.iteration_duration = {}
+        for data in exports:
+            self.iterations.update(data["iterations"])
+            self.interrupted += data["interrupted"]
+            self.dropped += data["dropped"]
+            self.vus_busy += data["busy"]
+            for name, (passes, fails) in data["checks"].items():
+                counts = self.checks.setdefault(name, [0, 0])
+                counts[0] += passes
+                counts[1] += fails
+            for journey, h in data["durations"].items():
+                hist = self.iteration_duration.setdefault(journey, Histogram())
+                hist.values.update({int(k): n for k, n in h["values"].items()})
+                hist.count += h["count"]
+                hist.total += h["total"]
+                if h["count"]:
+                    hist._min = min(hist._min, h["min"])
+                    hist._max = max(hist._max, h["max"])
+        now = time.monotonic() if now is None else now
+        self._recent_starts.extend([now] * max(sum(self.iterations.values()) - before, 0))
 
     def merged_iteration_duration(self, journey: str | None = None) -> Histogram:
         merged = Histogram()

@@ -29,11 +29,20 @@ OPEN_LOOP = (CONSTANT_ARRIVAL_RATE, RAMPING_ARRIVAL_RATE)
 BUILTIN_JOURNEYS = ("browse", "product", "buy", "history")
 
 TARGETS = {"local": "http://127.0.0.1:58080", "kind": "http://localhost:8080"}
+SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 
 COMMON_KEYS = {
-    "name", "description", "executor", "journeys", "thinkTime", "catalogSize", "httpTimeout",
-    "gracefulStop", "thresholds", "variants",
-}  # fmt: skip
+    "name",
+    "description",
+    "executor",
+    "journeys",
+    "thinkTime",
+    "catalogSize",
+    "httpTimeout",
+    "gracefulStop",
+    "thresholds",
+    "variants",
+}
 EXECUTOR_KEYS = {
     RAMPING_VUS: {"startVUs", "stages"},
     CONSTANT_VUS: {"vus", "duration"},
@@ -87,6 +96,18 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+def find(name: str | Path) -> Path:
+    """A path, or the name of a shipped scenario (``load`` -> loadtests/scenarios/load.yaml)."""
+    path = Path(name)
+    if path.exists() or path.suffix:
+        return path
+    shipped = SCENARIOS_DIR / f"{name}.yaml"
+    try:
+        return shipped.relative_to(Path.cwd())
+    except ValueError:
+        return shipped
+
+
 def resolve_target(target: str) -> str:
     """``local`` | ``kind`` | ``http(s)://host:port`` -> base URL without a trailing slash."""
     if target in TARGETS:
@@ -106,7 +127,9 @@ def interpolate_env(text: str, env: Mapping[str, str], source: str) -> str:
             return value
         if default is not None:
             return default
-        raise ScenarioError(f"{source}: needs the environment variable {name} (or write ${{{name}:-default}})")
+        raise ScenarioError(
+            f"{source}: needs the environment variable {name} (or write ${{{name}:-default}})"
+        )
 
     return _ENV_REF.sub(replace, text)
 
@@ -173,7 +196,9 @@ def loads(
     return validate(data, source=source, variant=variant)
 
 
-def validate(data: dict[str, Any], source: str = "<scenario>", variant: str | None = None) -> Scenario:
+def validate(
+    data: dict[str, Any], source: str = "<scenario>", variant: str | None = None
+) -> Scenario:
     variants = data.get("variants") or {}
     if not isinstance(variants, dict):
         raise ScenarioError(f"{source}: variants must be a mapping of name -> overrides")
@@ -183,7 +208,9 @@ def validate(data: dict[str, Any], source: str = "<scenario>", variant: str | No
             raise ScenarioError(f"{source}: no variant {variant!r} (variants: {known})")
         overrides = variants[variant]
         if not isinstance(overrides, dict):
-            raise ScenarioError(f"{source}: variants.{variant} must be a mapping of keys to override")
+            raise ScenarioError(
+                f"{source}: variants.{variant} must be a mapping of keys to override"
+            )
         if "variants" in overrides:
             raise ScenarioError(f"{source}: variants.{variant} cannot itself contain variants")
         data = {**data, **overrides}
@@ -199,7 +226,9 @@ class _Validator:
     def fail(self, key: str, message: str) -> ScenarioError:
         return ScenarioError(f"{self.where}: {key}: {message}")
 
-    def number(self, key: str, default: float | None = None, minimum: float = 0, integer: bool = False) -> float:
+    def number(
+        self, key: str, default: float | None = None, minimum: float = 0, integer: bool = False
+    ) -> float:
         value = self.data.get(key, default)
         if value is None:
             raise self.fail(key, "is required")
@@ -228,7 +257,9 @@ class _Validator:
         for index, item in enumerate(raw):
             key = f"stages[{index}]"
             if not isinstance(item, dict) or set(item) != {"duration", "target"}:
-                raise self.fail(key, f"must be {{duration: <time>, target: <number>}}, not {item!r}")
+                raise self.fail(
+                    key, f"must be {{duration: <time>, target: <number>}}, not {item!r}"
+                )
             duration = self.duration(f"{key}.duration", value=item["duration"])
             if duration <= 0:
                 raise self.fail(f"{key}.duration", "must be longer than 0s")
@@ -241,7 +272,9 @@ class _Validator:
     def journeys(self) -> dict[str, float]:
         raw = self.data.get("journeys", {"browse": 60, "product": 20, "buy": 15, "history": 5})
         if not isinstance(raw, dict) or not raw:
-            raise self.fail("journeys", "must be a mapping of journey -> weight, e.g. {browse: 3, buy: 1}")
+            raise self.fail(
+                "journeys", "must be a mapping of journey -> weight, e.g. {browse: 3, buy: 1}"
+            )
         journeys = {}
         for name, weight in raw.items():
             name = str(name)
@@ -250,7 +283,8 @@ class _Validator:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise self.fail(
                     f"journeys.{name}",
-                    f"unknown journey (built in: {', '.join(BUILTIN_JOURNEYS)}; or module:function){hint}",
+                    f"unknown journey (built in: {', '.join(BUILTIN_JOURNEYS)};"
+                    f" or module:function){hint}",
                 )
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
                 raise self.fail(f"journeys.{name}", f"weight must be a number >= 0, not {weight!r}")
@@ -277,14 +311,20 @@ class _Validator:
         unknown = set(data) - ALL_KEYS
         for key in sorted(unknown, key=str):
             close = difflib.get_close_matches(str(key), ALL_KEYS, n=1)
-            raise self.fail(str(key), "unknown key" + (f"; did you mean {close[0]!r}?" if close else ""))
+            raise self.fail(
+                str(key), "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+            )
         executor = data.get("executor")
         if executor not in EXECUTORS:
             raise self.fail("executor", f"must be one of {', '.join(EXECUTORS)}, not {executor!r}")
         foreign = {k for k in data if k not in COMMON_KEYS and k not in EXECUTOR_KEYS[executor]}
         if foreign:
             key = sorted(foreign)[0]
-            raise self.fail(key, f"does not apply to executor {executor} (it takes {', '.join(sorted(EXECUTOR_KEYS[executor]))})")
+            raise self.fail(
+                key,
+                f"does not apply to executor {executor}"
+                f" (it takes {', '.join(sorted(EXECUTOR_KEYS[executor]))})",
+            )
 
         pre, maximum = 0, 0
         if executor == RAMPING_VUS:

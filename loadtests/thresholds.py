@@ -96,12 +96,15 @@ class Threshold:
 def parse_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """``metric{tag:value,...}`` -> (metric, tags). Tag values may contain braces: ``{id}``."""
     key = key.strip()
+    tags: tuple[tuple[str, str], ...] = ()
     if "{" not in key:
-        metric, tags = key, ()
+        metric = key
     else:
         brace = key.index("{")
         if not key.endswith("}"):
-            raise ThresholdError(f"{key!r}: tag filter must end with '}}', as in metric{{name:value}}")
+            raise ThresholdError(
+                f"{key!r}: tag filter must end with '}}', as in metric{{name:value}}"
+            )
         metric = key[:brace].strip()
         pairs = []
         for part in _TAG_SPLIT.split(key[brace + 1 : -1]):
@@ -111,28 +114,39 @@ def parse_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
             pairs.append((name.strip(), value.strip()))
         tags = tuple(pairs)
     if metric not in METRICS:
-        raise ThresholdError(f"{key!r}: unknown metric {metric!r}; known: {', '.join(sorted(METRICS))}")
+        raise ThresholdError(
+            f"{key!r}: unknown metric {metric!r}; known: {', '.join(sorted(METRICS))}"
+        )
     allowed = METRICS[metric][1]
     for name, _ in tags:
         if name not in allowed:
             hint = f"one of {', '.join(sorted(allowed))}" if allowed else "none"
-            raise ThresholdError(f"{key!r}: {metric} cannot be filtered by tag {name!r} (tags: {hint})")
+            raise ThresholdError(
+                f"{key!r}: {metric} cannot be filtered by tag {name!r} (tags: {hint})"
+            )
     return metric, tags
 
 
 def parse_condition(metric: str, text: str) -> tuple[str, float | None, str, float]:
-    """``p(95)<300`` -> (aggregation, percentile, operator, value), checked against the metric's type."""
+    """``p(95)<300`` -> (aggregation, percentile, operator, value), checked against the metric."""
     match = _CONDITION.match(text) if isinstance(text, str) else None
     if not match:
         raise ThresholdError(
-            f"{metric}: cannot parse {text!r}; expected <aggregation><operator><number>, e.g. p(95)<300 or rate<0.01"
+            f"{metric}: cannot parse {text!r};"
+            " expected <aggregation><operator><number>, e.g. p(95)<300 or rate<0.01"
         )
     kind = METRICS[metric][0]
     agg = match["agg"].replace(" ", "")
     base = "p" if match["pct"] is not None else agg
-    allowed = {TREND: {"avg", "min", "med", "max", "p"}, RATE: {"rate"}, COUNTER: {"count", "rate"}}[kind]
+    allowed = {
+        TREND: {"avg", "min", "med", "max", "p"},
+        RATE: {"rate"},
+        COUNTER: {"count", "rate"},
+    }[kind]
     if base not in allowed:
-        raise ThresholdError(f"{metric}: {agg!r} does not apply to a {kind} metric; use {AGGREGATIONS[kind]}")
+        raise ThresholdError(
+            f"{metric}: {agg!r} does not apply to a {kind} metric; use {AGGREGATIONS[kind]}"
+        )
     percentile = None
     if match["pct"] is not None:
         percentile = float(match["pct"])
@@ -142,8 +156,10 @@ def parse_condition(metric: str, text: str) -> tuple[str, float | None, str, flo
     return agg, percentile, match["op"], float(match["value"])
 
 
-def parse_thresholds(spec: object, parse_duration: Callable[[object], float]) -> tuple[Threshold, ...]:
-    """The ``thresholds`` mapping of a scenario -> Threshold objects (ThresholdError when malformed)."""
+def parse_thresholds(
+    spec: object, parse_duration: Callable[[object], float]
+) -> tuple[Threshold, ...]:
+    """A scenario's ``thresholds`` mapping -> Threshold objects (ThresholdError if malformed)."""
     if spec is None:
         return ()
     if not isinstance(spec, Mapping):

@@ -1,0 +1,45 @@
+##@ Load tests
+
+# Where to send the load: local (the `make local` stack), kind (the cluster), or a URL.
+TARGET ?= local
+# A variant of the scenario, e.g. VARIANT=ci for the short CI version.
+VARIANT ?=
+# Scenario variables (empty: the scenario's default), e.g. make soak DURATION=30m, make load RATE=40.
+DURATION ?=
+RATE ?=
+# Extra arguments of the runner, e.g. LOADTEST_ARGS="--linger 15 --progress-every 2".
+LOADTEST_ARGS ?=
+
+LOADTEST = DURATION=$(DURATION) RATE=$(RATE) $(PY) -m loadtests run --target $(TARGET) \
+	$(if $(VARIANT),--variant $(VARIANT)) $(LOADTEST_ARGS)
+
+.PHONY: loadtest-smoke load spike stress soak breakpoint loadtest loadtest-check loadtest-ci
+
+loadtest-smoke: venv ## Smoke load test: 2 users walk every journey for 30s (TARGET=local|kind|URL).
+	$(LOADTEST) smoke
+
+load: venv ## Load test: the normal busy-day arrival rate, open-loop (RATE=, DURATION=).
+	$(LOADTEST) load
+
+spike: venv ## Spike test: 10x the baseline rate within seconds, then back.
+	$(LOADTEST) spike
+
+stress: venv ## Stress test: step users up until a threshold breaks; reports the breaking point.
+	$(LOADTEST) stress
+
+soak: venv ## Soak test: steady moderate load for DURATION (default 1h), e.g. DURATION=30m.
+	$(LOADTEST) soak
+
+breakpoint: venv ## Breakpoint test: ramp the arrival rate until the system fails.
+	$(LOADTEST) breakpoint
+
+loadtest: venv ## Run your own scenario: make loadtest SCENARIO=loadtests/scenarios/my.yaml.
+	@test -n "$(SCENARIO)" || { echo "usage: make loadtest SCENARIO=path/to/scenario.yaml"; exit 2; }
+	$(LOADTEST) $(SCENARIO)
+
+loadtest-check: venv ## Check every scenario file (and its variants) without running it.
+	$(PY) -m loadtests validate loadtests/scenarios/*.yaml
+	$(PY) -m loadtests validate --variant ci loadtests/scenarios/*.yaml
+
+loadtest-ci: venv ## Short CI runs against TARGET: smoke and spike, CI variants.
+	$(MAKE) loadtest-smoke spike VARIANT=ci

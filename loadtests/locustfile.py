@@ -1,0 +1,162 @@
+"""Entry point for Locust's own command line, with the same scenario files as
+``python -m loadtests run``. The chart's in-cluster master and workers run it
+(``locust -f /loadtests/locustfile.py --master`` / ``--worker``); it also gives a local web UI:
+
+    SCENARIO=load VARIANT=ci locust -f loadtests/locustfile.py --host http://127.0.0.1:58080
+
+Environment: SCENARIO (a shipped name or a path; default smoke), VARIANT, the scenario's own
+variables (RATE, DURATION, ...), LOADTEST_METRICS (master's /metrics address, default
+0.0.0.0:59105, ``off`` to disable), LOADTEST_RESULTS (a folder for summary.json and the
+report; default: none, the summary is printed), LOADTEST_PROGRESS_EVERY (seconds, default 10).
+
+Distributed runs: the master runs the stage curve (closed loop) or holds the pre-allocated VUs
+(open loop) through a LoadTestShape; for open-loop scenarios the master tells each worker to run
+the arrival schedule at 1/workers of the rate with 1/workers of maxVUs. Workers send their
+iteration, dropped-iteration and check counts to the master with their statistics; the master
+judges the thresholds (abortOnFail included) and sets the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# In the image this folder is /loadtests: make its parent importable, so `import loadtests` works.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gevent
+from locust import LoadTestShape, events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtests import exporter, report
+from loadtests import runner as lt
+from loadtests.scenario import find, load
+
+SCENARIO = load(
+    find(os.environ.get("SCENARIO") or "smoke"), variant=os.environ.get("VARIANT") or None
+)
+CTX = lt.new_context(SCENARIO, lt.new_run_id())
+VirtualUser = lt.make_user_class(CTX, host=None)
+START_MESSAGE = "loadtests:start"
+
+if SCENARIO.open_loop:
+
+    class ScenarioShape(LoadTestShape):
+        """Open loop: keep the pre-allocated VUs while the workers' schedulers run."""
+
+        def tick(self) -> tuple[int, float] | None:
+            over = self.get_run_time() - SCENARIO.duration
+            # after the schedule: stop once the workers report no iteration in flight (they
+            # report every few seconds) or when gracefulStop is over
+            if over >= SCENARIO.graceful_stop or (over >= 4 and CTX.state.vus_busy == 0):
+                return None
+            return SCENARIO.pre_allocated_vus, float(min(SCENARIO.pre_allocated_vus, 100))
+
+else:
+
+    class ScenarioShape(lt.StagesShape):  # type: ignore[no-redef]
+        """Closed loop: the VU curve of the stages."""
+
+        abstract = False
+
+        def __init__(self) -> None:
+            super().__init__(SCENARIO.schedule)
+
+
+class Session:
+    """The master's (or a standalone process's) side of the run."""
+
+    controller: lt.Controller | None = None
+    watcher: gevent.Greenlet | None = None
+    server: Any = None
+    worker_exports: dict[str, dict[str, Any]] = {}
+
+
+def start_scheduler(environment: Environment, share: float) -> None:
+    assert environment.runner is not None
+    scheduler = lt.ArrivalScheduler(environment.runner, VirtualUser, CTX, share)
+    CTX.scheduler = scheduler
+    gevent.spawn(scheduler.run, time.perf_counter())
+
+
+@events.init.add_listener
+def on_init(environment: Environment, **_: Any) -> None:
+    VirtualUser.host = environment.host
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+
+        def on_start(environment: Environment, msg: Any, **_: Any) -> None:
+            start_scheduler(environment, 1.0 / max(int(msg.data["workers"]), 1))
+
+        runner.register_message(START_MESSAGE, on_start)
+        events.report_to_master.add_listener(
+            lambda client_id, data: data.update(loadtests=CTX.state.export())
+        )
+        return
+
+    results = os.environ.get("LOADTEST_RESULTS")
+    options = lt.Options(
+        target=environment.host or "",
+        out_dir=Path(results) if results else None,
+        progress_every=float(os.environ.get("LOADTEST_PROGRESS_EVERY", "10")),
+    )
+    Session.controller = lt.Controller(CTX, options, env=environment)
+    metrics = os.environ.get("LOADTEST_METRICS", "0.0.0.0:59105")
+    if metrics not in ("", "off", "0"):
+        Session.server = exporter.serve(Session.controller, metrics)
+    if isinstance(runner, MasterRunner):
+
+        def on_worker_report(client_id: str, data: dict[str, Any]) -> None:
+            if "loadtests" in data:
+                Session.worker_exports[client_id] = data["loadtests"]
+                CTX.state.absorb(list(Session.worker_exports.values()))
+
+        events.worker_report.add_listener(on_worker_report)
+
+
+def watch(environment: Environment, controller: lt.Controller) -> None:
+    while controller.running:
+        gevent.sleep(1.0)
+        controller.tick()
+        if controller.aborted and environment.runner is not None:
+            headless = bool(environment.parsed_options and environment.parsed_options.headless)
+            environment.runner.quit() if headless else environment.runner.stop()
+            return
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Environment, **_: Any) -> None:
+    controller, runner = Session.controller, environment.runner
+    if controller is None or runner is None:  # a worker
+        return
+    Session.worker_exports.clear()
+    controller.begin()
+    Session.watcher = gevent.spawn(watch, environment, controller)
+    if SCENARIO.open_loop:
+        if isinstance(runner, MasterRunner):
+            runner.send_message(START_MESSAGE, {"workers": runner.worker_count})
+        else:
+            start_scheduler(environment, 1.0)
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Environment, **_: Any) -> None:
+    controller = Session.controller
+    if controller is None or not controller.running:
+        return
+    summary = controller.finish()
+    if controller.options.out_dir:
+        controller.out_dir.mkdir(parents=True, exist_ok=True)
+        controller.write_artifacts(summary)
+    controller.options.echo(report.render(summary))
+    environment.process_exit_code = int(summary["run"]["exit_code"])
+
+
+@events.quitting.add_listener
+def on_quitting(environment: Environment, **_: Any) -> None:
+    if Session.server is not None:
+        Session.server.stop()

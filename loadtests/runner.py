@@ -1,0 +1,780 @@
+"""Runs one scenario with Locust as a library: Environment + LocalRunner, FastHttpUser virtual
+users, a LoadTestShape for the closed-loop executors and an arrival scheduler for the open-loop
+ones; live progress, abortOnFail, Prometheus metrics, results folder and summary.
+
+Importing this module imports Locust, which monkey-patches the process with gevent: import it
+only in a process dedicated to load generation (``python -m loadtests run ...``).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import importlib
+import itertools
+import json
+import logging
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import gevent
+import locust
+from gevent.event import AsyncResult
+from locust import LoadTestShape, between, constant, task
+from locust.contrib.fasthttp import FastHttpUser
+from locust.env import Environment
+from locust.html import get_html_report
+from locust.runners import STATE_STOPPED, Runner
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter, StatsEntry, stats_history
+
+from loadtests import exporter, report
+from loadtests.journeys import BUILTIN, Catalog
+from loadtests.metrics import RunState
+from loadtests.scenario import Scenario, ScenarioError, format_duration
+from loadtests.schedule import Schedule, Stage
+from loadtests.thresholds import Result, evaluate_all
+
+log = logging.getLogger("loadtests")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_THRESHOLDS = 0, 1, 2, 99
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- journeys and virtual users -------------------------------------------------------------
+
+
+def resolve_journey(name: str) -> Callable[[Any], None]:
+    if name in BUILTIN:
+        return BUILTIN[name]
+    module_name, _, attr = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ScenarioError(f"journey {name!r}: cannot import: {exc}") from None
+    if not callable(fn):
+        raise ScenarioError(f"journey {name!r} is not a function")
+    return fn
+
+
+class ScheduledStartEvent:
+    """Stands in for Locust's request event on a VU's HTTP client and adds how late the iteration
+    started (versus its schedule) to the first request of the iteration, so latency is measured
+    from the scheduled start: a generator that falls behind cannot hide it (coordinated
+    omission)."""
+
+    def __init__(self, event: Any) -> None:
+        self._event = event
+        self.pending_ms = 0.0
+
+    def fire(self, **kwargs: Any) -> None:
+        if self.pending_ms > 0 and "response_time" in kwargs:
+            kwargs["response_time"] += self.pending_ms
+            kwargs["context"] = {
+                **(kwargs.get("context") or {}),
+                "schedule_lag_ms": self.pending_ms,
+            }
+        self.pending_ms = 0.0
+        self._event.fire(**kwargs)
+
+
+@dataclass
+class RunContext:
+    scenario: Scenario
+    state: RunState
+    run_id: str
+    journeys: list[tuple[str, Callable[[Any], None]]]
+    weights: list[float]
+    catalog: Catalog
+    vu_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    scheduler: ArrivalScheduler | None = None
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S") + f"{random.randrange(16**6):06x}"
+
+
+def new_context(scenario: Scenario, run_id: str) -> RunContext:
+    return RunContext(
+        scenario=scenario,
+        state=RunState(),
+        run_id=run_id,
+        journeys=[(name, resolve_journey(name)) for name in scenario.journeys],
+        weights=list(scenario.journeys.values()),
+        catalog=Catalog(scenario.catalog_size),
+    )
+
+
+def make_user_class(ctx: RunContext, host: str | None) -> type[JourneyUser]:
+    """The scenario's virtual-user class: open-loop VUs wait for the scheduler, closed-loop VUs
+    loop over iterations with think time between them."""
+    scenario = ctx.scenario
+    base = OpenLoopUser if scenario.open_loop else ClosedLoopUser
+    attrs: dict[str, Any] = {
+        "abstract": False,
+        "ctx": ctx,
+        "host": host,
+        "network_timeout": scenario.http_timeout,
+        "connection_timeout": scenario.http_timeout,
+    }
+    if not scenario.open_loop:
+        attrs["wait_time"] = between(*scenario.think_time)
+    return type("VirtualUser", (base,), attrs)
+
+
+class JourneyUser(FastHttpUser):
+    """A virtual user: its own HTTP connections, customer id, rate-limit client id and RNG."""
+
+    abstract = True
+    ctx: RunContext
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.vu_id = next(self.ctx.vu_ids)
+        self.customer_id = f"lt-{self.ctx.run_id}-{self.vu_id}"
+        self.headers = {"X-Client-Id": self.customer_id}
+        self.rng = random.Random()
+        self.catalog = self.ctx.catalog
+        self.lag = ScheduledStartEvent(environment.events.request)
+        self.client.request_event = self.lag
+        self.pending: float | None = None  # an iteration handed over before this VU started
+        self.slot: AsyncResult | None = None
+
+    # the VU interface journeys use (loadtests.journeys.VU)
+    def get(self, path: str, name: str) -> Any:
+        return self.client.get(path, name=name, headers=self.headers)
+
+    def post(self, path: str, name: str, json: Any, headers: dict[str, str] | None = None) -> Any:
+        return self.client.post(
+            path, name=name, json=json, headers={**self.headers, **(headers or {})}
+        )
+
+    def think(self) -> None:
+        low, high = self.ctx.scenario.think_time
+        if high > 0:
+            gevent.sleep(self.rng.uniform(low, high))
+
+    def sleep(self, seconds: float) -> None:
+        gevent.sleep(seconds)
+
+    def check(self, name: str, ok: bool) -> bool:
+        self.ctx.state.check(name, ok)
+        return ok
+
+    def run_iteration(self, scheduled: float | None) -> None:
+        """One iteration; ``scheduled`` is its planned start (perf_counter) for open-loop runs."""
+        state = self.ctx.state
+        name, journey = self.rng.choices(self.ctx.journeys, weights=self.ctx.weights)[0]
+        started = time.perf_counter()
+        origin = started if scheduled is None else min(scheduled, started)
+        self.lag.pending_ms = (started - origin) * 1000
+        state.iteration_started(name)
+        state.vus_busy += 1
+        completed = False
+        try:
+            journey(self)
+            completed = True
+        except gevent.GreenletExit:
+            state.interrupted += 1
+            raise
+        finally:
+            state.vus_busy -= 1
+            if completed:
+                state.iteration_finished(name, (time.perf_counter() - origin) * 1000)
+
+
+class ClosedLoopUser(JourneyUser):
+    abstract = True
+
+    @task
+    def iterate(self) -> None:
+        self.run_iteration(None)
+
+
+class OpenLoopUser(JourneyUser):
+    abstract = True
+    wait_time = constant(0)
+
+    @task
+    def iterate(self) -> None:
+        while self.ctx.scheduler is None:  # a worker whose start message is still on its way
+            gevent.sleep(0.1)
+        self.run_iteration(self.ctx.scheduler.take(self))
+
+
+# --- executors -------------------------------------------------------------------------------
+
+
+class StagesShape(LoadTestShape):
+    """ramping-vus / constant-vus: Locust's own shape mechanism follows the VU curve each second."""
+
+    abstract = True  # instantiated directly, never discovered from a locustfile
+
+    def __init__(self, schedule: Schedule) -> None:
+        super().__init__()
+        self.schedule = schedule
+        self.last: tuple[int, float] | None = None
+
+    def tick(self) -> tuple[int, float] | None:
+        t = self.get_run_time()
+        if t >= self.schedule.duration:
+            return None
+        users = round(self.schedule.target_at(t))
+        if self.last is None or users != self.last[0]:
+            # fast enough to reach the new count well within the one-second tick; the tuple only
+            # changes with the count, so Locust is not asked to re-dispatch every second for nothing
+            stage = self.schedule.stages[self.schedule.stage_at(t)]
+            slope = abs(stage.target - self.schedule.target_at(t - 1)) if t >= 1 else 0.0
+            change = abs(users - (self.last[0] if self.last else 0))
+            self.last = (users, float(min(max(change * 2, slope * 2, 1), 100)))
+        return self.last
+
+
+class ArrivalScheduler:
+    """constant-/ramping-arrival-rate: starts iteration k at its scheduled time whatever the
+    system's latency; hands it to an idle VU, starts a new VU while fewer than maxVUs exist, and
+    otherwise drops it (counted, never queued: a queue would hide latency again)."""
+
+    def __init__(
+        self, runner: Runner, user_class: type[JourneyUser], ctx: RunContext, share: float = 1.0
+    ) -> None:
+        """``share``: this process's part of the load (1 / workers when distributed)."""
+        self.runner = runner
+        self.user_class = user_class
+        self.ctx = ctx
+        scenario = ctx.scenario
+        self.schedule = Schedule(
+            scenario.schedule.start * share,
+            tuple(Stage(st.duration, st.target * share) for st in scenario.schedule.stages),
+        )
+        self.max_vus = max(1, math.ceil(scenario.max_vus * share))
+        self.idle: deque[JourneyUser] = deque()
+        self.finished = False
+
+    def take(self, vu: JourneyUser) -> float:
+        """Called by a VU's greenlet: block until the scheduler hands it an iteration."""
+        if vu.pending is not None:
+            scheduled, vu.pending = vu.pending, None
+            return scheduled
+        vu.slot = AsyncResult()
+        self.idle.append(vu)
+        return float(vu.slot.get())
+
+    def dispatch(self, scheduled: float) -> None:
+        state = self.ctx.state
+        while self.idle:
+            vu = self.idle.popleft()
+            if vu.slot is not None and not vu.greenlet.dead:
+                vu.slot.set(scheduled)
+                return
+        if self.runner.user_count < self.max_vus:
+            [vu] = self.runner.spawn_users({self.user_class.__name__: 1})
+            vu.pending = scheduled
+            state.vus_max_used = max(state.vus_max_used, self.runner.user_count)
+            return
+        state.dropped += 1
+
+    def run(self, started_at: float) -> None:
+        for offset in self.schedule.iteration_times():
+            due = started_at + offset
+            delay = due - time.perf_counter()
+            if delay > 0:
+                gevent.sleep(delay)
+            self.dispatch(due)
+        remaining = started_at + self.schedule.duration - time.perf_counter()
+        if remaining > 0:
+            gevent.sleep(remaining)
+        self.finished = True
+
+
+# --- figures for thresholds and the summary --------------------------------------------------
+
+
+class LocustTrend:
+    def __init__(self, entry: StatsEntry) -> None:
+        self.entry = entry
+
+    @property
+    def count(self) -> int:
+        return int(self.entry.num_requests)
+
+    @property
+    def avg(self) -> float:
+        return float(self.entry.avg_response_time)
+
+    @property
+    def min(self) -> float:
+        return float(self.entry.min_response_time or 0)
+
+    @property
+    def max(self) -> float:
+        return float(self.entry.max_response_time)
+
+    def percentile(self, p: float) -> float:
+        return min(float(self.entry.get_response_time_percentile(p / 100)), self.max)
+
+
+class Figures:
+    """thresholds.MetricSource over Locust's statistics plus the run state."""
+
+    def __init__(self, env: Environment, state: RunState, elapsed: Callable[[], float]) -> None:
+        self.env = env
+        self.state = state
+        self.elapsed = elapsed
+
+    def _entries(self, tags: Mapping[str, str]) -> list[StatsEntry]:
+        if not tags:
+            return [self.env.stats.total]
+        name, method = tags.get("name"), tags.get("method")
+        return [
+            e
+            for e in self.env.stats.entries.values()
+            if (name is None or name in (e.name, f"{e.method} {e.name}"))
+            and (method is None or e.method == method)
+        ]
+
+    def _merged(self, tags: Mapping[str, str]) -> StatsEntry | None:
+        entries = self._entries(tags)
+        if len(entries) == 1:
+            return entries[0]
+        if not entries:
+            return None
+        merged = StatsEntry(self.env.stats, "merged", "")
+        for entry in entries:
+            merged.extend(entry)
+        return merged
+
+    def trend(self, metric: str, tags: Mapping[str, str]) -> Any:
+        if metric == "iteration_duration":
+            return self.state.merged_iteration_duration(tags.get("journey"))
+        entry = self._merged(tags)
+        return LocustTrend(entry) if entry else None
+
+    def rate(self, metric: str, tags: Mapping[str, str]) -> tuple[int, int]:
+        if metric == "checks":
+            items = [v for k, v in self.state.checks.items() if tags.get("check") in (None, k)]
+            return sum(p for p, _ in items), sum(p + f for p, f in items)
+        entries = self._entries(tags)
+        return sum(e.num_failures for e in entries), sum(e.num_requests for e in entries)
+
+    def counter(self, metric: str, tags: Mapping[str, str]) -> tuple[float, float]:
+        if metric == "dropped_iterations":
+            return self.state.dropped, self.elapsed()
+        if metric == "iterations":
+            return sum(
+                n for j, n in self.state.iterations.items() if tags.get("journey") in (None, j)
+            ), self.elapsed()
+        return sum(e.num_requests for e in self._entries(tags)), self.elapsed()
+
+
+def describe(result: Result) -> dict[str, Any]:
+    t = result.threshold
+    return {
+        "metric": t.key,
+        "condition": t.condition,
+        "ok": result.ok,
+        "observed": result.describe(),
+        "value": result.observed,
+        "abort_on_fail": t.abort_on_fail,
+    }
+
+
+def endpoint_row(entry: StatsEntry, elapsed: float) -> dict[str, Any]:
+    count = entry.num_requests
+
+    def pct(p: float) -> float | None:
+        # Locust keeps rounded durations; never report a percentile above the (exact) maximum
+        return (
+            min(float(entry.get_response_time_percentile(p)), float(entry.max_response_time))
+            if count
+            else None
+        )
+
+    return {
+        "name": entry.name,
+        "method": entry.method or "",
+        "requests": count,
+        "failures": entry.num_failures,
+        "failure_rate": entry.num_failures / count if count else 0.0,
+        "rate": count / elapsed if elapsed > 0 else 0.0,
+        "avg": float(entry.avg_response_time) if count else None,
+        "p50": pct(0.5),
+        "p90": pct(0.9),
+        "p95": pct(0.95),
+        "p99": pct(0.99),
+        "max": float(entry.max_response_time) if count else None,
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def git_revision() -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    status = git("status", "--porcelain")
+    return {
+        "revision": git("rev-parse", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "locust": locust.__version__,
+    }
+
+
+def check_reachable(target: str) -> None:
+    url = urlparse(target)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=3).close()
+    except OSError as exc:
+        raise ConnectionError(
+            f"target {target} is not reachable ({exc.strerror or exc});"
+            " is the stack up (make local, or the kind cluster)?"
+        ) from None
+
+
+@dataclass
+class Options:
+    target: str
+    out_dir: Path | None = None
+    metrics_address: str | None = "127.0.0.1:59105"  # None: no /metrics endpoint
+    progress_every: float = 5.0
+    linger: float = (
+        0.0  # keep /metrics up this long after the run (so the last scrape sees the end)
+    )
+    echo: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+
+
+class Controller:
+    """One run: its figures, thresholds, progress and results. ``run()`` drives a whole run in
+    this process (library mode); the locustfile drives the same object from Locust's events."""
+
+    def __init__(self, ctx: RunContext, options: Options, env: Environment | None = None) -> None:
+        scenario = ctx.scenario
+        self.ctx = ctx
+        self.scenario = scenario
+        self.options = options
+        self.target = options.target
+        self.started_wall = dt.datetime.now(dt.UTC)
+        self.run_id = ctx.run_id
+        suffix = f"{scenario.name}" + (f"-{scenario.variant}" if scenario.variant else "")
+        self.out_dir = (
+            options.out_dir
+            or RESULTS_DIR / f"{self.started_wall.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+        )
+        self.state = ctx.state
+        self.running = False
+        self.t0 = 0.0
+        self.aborted: str | None = None
+        self.breaking_point: dict[str, Any] | None = None
+        self.threshold_results: list[Result] = []
+        self.history: list[dict[str, Any]] = []
+
+        self.writes_results = env is None or options.out_dir is not None
+        if env is None:
+            self.user_class = make_user_class(ctx, self.target)
+            self.shape = None if scenario.open_loop else StagesShape(scenario.schedule)
+            env = Environment(
+                user_classes=[self.user_class],
+                shape_class=self.shape,
+                host=self.target,
+                locustfile=scenario.source,
+                stop_timeout=None if scenario.open_loop else scenario.graceful_stop,
+            )
+            env.create_local_runner()
+            if self.shape:
+                self.shape.runner = env.runner
+        self.env = env
+        self.figures = Figures(self.env, self.state, self.elapsed)
+
+    @property
+    def runner(self) -> Runner:
+        assert self.env.runner is not None
+        return self.env.runner
+
+    # -- live figures
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0 if self.t0 else 0.0
+
+    @property
+    def schedule_time(self) -> float:
+        return min(self.elapsed(), self.scenario.duration)
+
+    @property
+    def stage_number(self) -> int:
+        return self.scenario.schedule.stage_at(self.schedule_time) + 1
+
+    @property
+    def target_now(self) -> float:
+        return self.scenario.schedule.target_at(self.schedule_time)
+
+    def snapshot(self) -> dict[str, Any]:
+        total = self.env.stats.total
+        p = total.get_current_response_time_percentile
+        return {
+            "elapsed_s": round(self.elapsed(), 2),
+            "stage": self.stage_number,
+            "target": round(self.target_now, 3),
+            "unit": self.scenario.unit,
+            "vus": self.runner.user_count,
+            "vus_busy": self.state.vus_busy,
+            "iterations_per_s": round(self.state.recent_start_rate(5.0), 3),
+            "requests_per_s": round(total.current_rps, 3),
+            "failures_per_s": round(total.current_fail_per_sec, 3),
+            "p50_ms": p(0.5),
+            "p95_ms": p(0.95),
+            "p99_ms": p(0.99),
+            "requests": total.num_requests,
+            "failures": total.num_failures,
+            "iterations": sum(self.state.iterations.values()),
+            "dropped": self.state.dropped,
+        }
+
+    def progress_line(self, snap: dict[str, Any]) -> str:
+        s = self.scenario
+        if s.open_loop and snap["elapsed_s"] > s.duration:
+            grace = format_duration(s.graceful_stop)
+            load = f"schedule done, {snap['vus_busy']} iterations in flight (gracefulStop {grace})"
+        elif s.open_loop:
+            load = (
+                f"target {snap['target']:.1f}/s  achieved {snap['iterations_per_s']:.1f}/s"
+                f"  VUs {snap['vus_busy']}/{snap['vus']} (max {s.max_vus})"
+            )
+        else:
+            load = (
+                f"VUs {snap['vus']}/{round(snap['target'])}  iters {snap['iterations_per_s']:.1f}/s"
+            )
+        errors = snap["failures"] / snap["requests"] * 100 if snap["requests"] else 0.0
+        p95 = f"{snap['p95_ms']}ms" if snap["p95_ms"] is not None else "-"
+        line = (
+            f"[{format_duration(int(snap['elapsed_s'])):>7}]"
+            f" stage {snap['stage']}/{len(s.schedule.stages)}  {load}"
+            f"  req {snap['requests_per_s']:.1f}/s  p95 {p95}  errors {errors:.2f}%"
+        )
+        if s.open_loop:
+            line += f"  dropped {snap['dropped']}"
+        return line
+
+    # -- control
+
+    def evaluate(self) -> None:
+        self.threshold_results = evaluate_all(self.scenario.thresholds, self.figures)
+        if self.aborted:
+            return
+        for result in self.threshold_results:
+            t = result.threshold
+            if (
+                t.abort_on_fail
+                and not result.ok
+                and result.observed is not None
+                and self.elapsed() >= t.delay_abort_eval
+            ):
+                snap = self.snapshot()
+                self.breaking_point = {
+                    "elapsed_s": snap["elapsed_s"],
+                    "stage": snap["stage"],
+                    "target": snap["target"],
+                    "unit": snap["unit"],
+                    "achieved_iterations_per_s": snap["iterations_per_s"],
+                    "requests_per_s": snap["requests_per_s"],
+                    "vus": snap["vus"],
+                    "threshold": str(t),
+                    "observed": result.describe(),
+                }
+                self.abort(f"threshold {t} crossed ({result.describe()})")
+                return
+
+    def abort(self, reason: str) -> None:
+        if not self.aborted:
+            self.aborted = reason
+            self.options.echo(f"aborting: {reason}")
+
+    def finished(self, scheduler: ArrivalScheduler | None) -> bool:
+        if self.aborted:
+            return True
+        if scheduler is None:
+            return self.runner.state == STATE_STOPPED
+        if not scheduler.finished:
+            return False
+        grace_over = self.elapsed() >= self.scenario.duration + self.scenario.graceful_stop
+        return self.state.vus_busy == 0 or grace_over
+
+    def run(self) -> int:
+        opts = self.options
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        server = exporter.serve(self, opts.metrics_address) if opts.metrics_address else None
+        csv_writer = StatsCSVFileWriter(
+            self.env, PERCENTILES_TO_REPORT, str(self.out_dir / "locust"), full_history=True
+        )
+        greenlets = [gevent.spawn(csv_writer), gevent.spawn(stats_history, self.runner)]
+
+        s = self.scenario
+        opts.echo(
+            f"running {s.name}{f' ({s.variant})' if s.variant else ''} [{s.executor}]"
+            f" against {self.target}:"
+            f" {format_duration(s.duration)}, peak {s.schedule.peak:g} {s.unit}"
+            + (f", metrics on http://{opts.metrics_address}/metrics" if server else "")
+        )
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            gevent.signal_handler(sig, self.abort, f"interrupted by signal {sig.name}")
+
+        scheduler: ArrivalScheduler | None = None
+        if s.open_loop:
+            scheduler = ArrivalScheduler(self.runner, self.user_class, self.ctx)
+            self.ctx.scheduler = scheduler
+            self.runner.start(s.pre_allocated_vus, spawn_rate=min(s.pre_allocated_vus, 100))
+            while self.runner.user_count < s.pre_allocated_vus and self.runner.spawning_greenlet:
+                gevent.sleep(0.05)
+            self.state.vus_max_used = self.runner.user_count
+        self.begin()
+        if scheduler:
+            greenlets.append(gevent.spawn(scheduler.run, self.t0))
+        else:
+            self.runner.start_shape()
+
+        while not self.finished(scheduler):
+            gevent.sleep(1.0)
+            self.tick()
+
+        if self.aborted:  # an abort stops at once, in-flight iterations are interrupted
+            self.env.stop_timeout = None  # type: ignore[assignment]
+        if self.runner.state != STATE_STOPPED:
+            self.runner.stop()
+        for g in greenlets:
+            g.kill(block=True)
+        csv_writer.close_files()
+        summary = self.finish()
+        self.write_artifacts(summary)
+        opts.echo(report.render(summary))
+        if server and opts.linger:
+            gevent.sleep(opts.linger)
+        if server:
+            server.stop()
+        self.runner.quit()
+        return int(summary["run"]["exit_code"])
+
+    def begin(self) -> None:
+        self.state.started = time.monotonic()
+        self.t0 = time.perf_counter()
+        self.running = True
+        self.next_progress = 0.0
+
+    def tick(self) -> None:
+        """Once a second while running: record the history, judge thresholds, show progress."""
+        self.state.vus_max_used = max(self.state.vus_max_used, self.runner.user_count)
+        snap = self.snapshot()
+        self.history.append(snap)
+        self.evaluate()
+        if self.options.progress_every and self.elapsed() >= self.next_progress:
+            self.options.echo(self.progress_line(snap))
+            self.next_progress = self.elapsed() + self.options.progress_every
+
+    def finish(self) -> dict[str, Any]:
+        elapsed = self.elapsed()
+        self.running = False
+        self.evaluate()
+        return self.summary(elapsed)
+
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        s = self.scenario
+        entries = sorted(self.env.stats.entries.values(), key=lambda e: (e.name, e.method))
+        failed = [r for r in self.threshold_results if not r.ok]
+        exit_code = EXIT_THRESHOLDS if failed or (self.aborted and self.breaking_point) else EXIT_OK
+        if self.aborted and not self.breaking_point:
+            exit_code = EXIT_ERROR  # interrupted: not a verdict on the system
+        iterations = sum(self.state.iterations.values())
+        return {
+            "scenario": {
+                "name": s.name,
+                "variant": s.variant,
+                "source": s.source,
+                "executor": s.executor,
+                "description": s.description,
+                "definition": s.raw,
+            },
+            "target": self.target,
+            "run": {
+                "id": self.run_id,
+                "started_at": self.started_wall.isoformat(timespec="seconds"),
+                "ended_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "duration_s": round(elapsed, 3),
+                "aborted": bool(self.aborted),
+                "abort_reason": self.aborted,
+                "exit_code": exit_code,
+                "command": sys.argv,
+            },
+            "git": git_revision(),
+            "machine": machine(),
+            "load": {
+                "unit": s.unit,
+                "target_peak": s.schedule.peak,
+                "iterations": iterations,
+                "iterations_per_s": iterations / elapsed if elapsed > 0 else 0.0,
+                "dropped_iterations": self.state.dropped,
+                "interrupted_iterations": self.state.interrupted,
+                "vus_max_used": self.state.vus_max_used,
+                "max_vus": s.max_vus or None,
+                "iteration_duration_p95_ms": self.state.merged_iteration_duration().percentile(95)
+                or None,
+            },
+            "endpoints": [endpoint_row(e, elapsed) for e in entries],
+            "total": endpoint_row(self.env.stats.total, elapsed),
+            "checks": [
+                {"name": k, "passes": v[0], "fails": v[1]}
+                for k, v in sorted(self.state.checks.items())
+            ],
+            "thresholds": [describe(r) for r in self.threshold_results],
+            "breaking_point": self.breaking_point,
+            "artifacts": {"dir": str(self.out_dir) if self.writes_results else None},
+        }
+
+    def write_artifacts(self, summary: dict[str, Any]) -> None:
+        out = self.out_dir
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        (out / "history.json").write_text(json.dumps(self.history, indent=1) + "\n")
+        if self.history:
+            with (out / "history.csv").open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(self.history[0]))
+                writer.writeheader()
+                writer.writerows(self.history)
+        try:
+            (out / "report.html").write_text(get_html_report(self.env, show_download_link=False))
+        except (
+            Exception
+        ) as exc:  # the report is a convenience; the run's verdict must not depend on it
+            log.warning("HTML report not written: %s", exc)
+
+
+def run(scenario: Scenario, options: Options) -> int:
+    check_reachable(options.target)
+    return Controller(new_context(scenario, new_run_id()), options).run()
