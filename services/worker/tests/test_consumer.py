@@ -11,6 +11,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from perflab.contracts.events.v1 import events_pb2
 from perflab.worker.consumer import DeadLetterStorm, OrderEventsConsumer, RetryPolicy
 from perflab.worker.payment_flow import (
+    CircuitOpen,
     PermanentError,
     TransientError,
     classify,
@@ -205,3 +206,12 @@ def test_grpc_codes_are_split_into_permanent_and_transient(
 def test_backoff_is_bounded() -> None:
     policy = RetryPolicy(5, 0.1, 1.0, 5)
     assert all(0 <= policy.delay(a) <= 1.0 for a in range(1, 20) for _ in range(20))
+
+
+async def test_an_open_circuit_rests_the_partition_without_burning_retries() -> None:
+    flow = ScriptedFlow({"a": [CircuitOpen("open")]})
+    worker, consumer, producer = make([[record(0, event("a"))]], flow, attempts=5)
+    await worker.run()
+    assert flow.calls == ["a"]  # no retries against an open circuit
+    assert consumer.seeks == [0] and TP in consumer.paused
+    assert producer.sent == []

@@ -262,9 +262,7 @@ def cli_up(data_dir: Path, products: int) -> None:
         if not port_open(infra.host, int(port))
     ]
     if down:
-        sys.exit(
-            f"{', '.join(down)} not running: start them with scripts/local-infra.sh up"
-        )
+        sys.exit(f"{', '.join(down)} not running: start them with scripts/local-infra.sh up")
     running = _running(run_dir)
     if len(running) < len(SERVICES):
         print("preparing: migrations, catalog seed, topics", file=sys.stderr)

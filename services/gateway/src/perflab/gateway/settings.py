@@ -2,10 +2,11 @@ from functools import lru_cache
 
 from pydantic import Field
 
+from perflab.common.faults import FaultSettings
 from perflab.common.settings import ServiceSettings
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, FaultSettings):
     service_name: str = "gateway"
     http_host: str = Field(default="127.0.0.1", description="Interface uvicorn binds.")
     http_port: int = Field(default=58080, description="HTTP port of the public API.")
@@ -24,6 +25,16 @@ class Settings(ServiceSettings):
     rate_limit_enabled: bool = Field(default=True, description="Per-client limit in Redis.")
     rate_limit_requests: int = Field(default=1000, ge=1, description="Requests per window.")
     rate_limit_window_seconds: int = Field(default=1, ge=1, description="Window length.")
+    admin_host: str = Field(
+        default="127.0.0.1", description="Interface of the admin API (faults); never public."
+    )
+    admin_port: int = Field(default=58081, description="Port of the admin API; 0 = off.")
+    max_in_flight: int = Field(
+        default=256, ge=1, description="Requests served at once; more are shed with 503."
+    )
+    request_budget_seconds: float = Field(
+        default=5.0, gt=0, description="Time one request may take in all, retries included."
+    )
     max_body_bytes: int = Field(default=65536, ge=1, description="Larger bodies get 413.")
 
 

@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 
 from perflab.common.db import create_engine, sessionmaker
+from perflab.common.faults import FaultFlags
 from perflab.common.grpc import serve
 from perflab.common.logging import configure_logging
 from perflab.common.metrics import serve_metrics
@@ -25,10 +26,13 @@ log = logging.getLogger("perflab.orders")
 async def run(settings: Settings) -> None:
     engine = create_engine(settings)
     sessions = sessionmaker(engine)
+    faults = FaultFlags(settings)
+    await faults.start()
     repository = Repository(
         sessions,
         topic=settings.topic(ORDERS_CREATED_TOPIC),
         limits=Limits(settings.max_order_items, settings.max_item_quantity, settings.max_page_size),
+        faults=faults,
     )
     relay = OutboxRelay(
         sessions,
@@ -41,6 +45,7 @@ async def run(settings: Settings) -> None:
         ),
         batch_size=settings.outbox_batch_size,
         poll_interval=settings.outbox_poll_interval_seconds,
+        faults=faults,
     )
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
 
@@ -53,6 +58,7 @@ async def run(settings: Settings) -> None:
     async def on_stop() -> None:
         await relay.stop()
         await relay_task
+        await faults.stop()
         await engine.dispose()
 
     await serve(

@@ -17,6 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from perflab.common.faults import FaultFlags
 from perflab.orders.models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,14 @@ class OutboxRelay:
         producer_factory: Callable[[], AIOKafkaProducer],
         batch_size: int,
         poll_interval: float,
+        faults: FaultFlags | None = None,
     ):
         self._sessions = sessions
         self._producer_factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._faults = faults
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -111,6 +114,13 @@ class OutboxRelay:
                                 row.topic, value=row.payload, key=row.key.encode()
                             )
                         )
+                        if self._faults and self._faults.chance("poison_rate"):
+                            # An extra, undecodable event: the real one still goes out.
+                            acks.append(
+                                await self._producer.send(
+                                    row.topic, value=b"\xffinjected poison", key=b"poison"
+                                )
+                            )
                 await asyncio.gather(*acks)
                 await session.execute(
                     delete(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows]))

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import propagate
 from prometheus_client import Counter, Histogram
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from perflab.common.faults import FaultFlags
 from perflab.common.pagination import InvalidPageToken, decode_token, encode_token
 from perflab.contracts.events.v1 import events_pb2
 from perflab.orders.models import Order, OrderItem, OutboxEvent, Product
@@ -107,13 +108,27 @@ def validate_new_order(customer_id: str, items: Sequence[NewItem], limits: Limit
 
 
 class Repository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], topic: str, limits: Limits):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        topic: str,
+        limits: Limits,
+        faults: FaultFlags | None = None,
+    ):
         self._sessions = sessions
         self._topic = topic
         self.limits = limits
+        self._faults = faults
+
+    async def _injected_slowness(self, session: AsyncSession) -> None:
+        """The `db_slow_ms` fault: a real pg_sleep, so it holds a connection like a slow query."""
+        ms = self._faults.value("db_slow_ms") if self._faults else 0
+        if ms:
+            await session.execute(text("SELECT pg_sleep(:s)"), {"s": ms / 1000})
 
     async def get_product(self, product_id: int) -> Product:
         async with self._sessions() as session:
+            await self._injected_slowness(session)
             product = await session.get(Product, product_id)
         if product is None:
             raise NotFound(f"product {product_id} does not exist")
@@ -133,6 +148,7 @@ class Repository:
             except (InvalidPageToken, ValueError) as exc:
                 raise InvalidArgument("page_token is not a token this API issued") from exc
         async with self._sessions() as session:
+            await self._injected_slowness(session)
             products = list((await session.scalars(query)).all())
         if len(products) <= size:
             return products, ""
@@ -165,6 +181,7 @@ class Repository:
     ) -> None:
         """Order, items and outbox event in one transaction: all of them or none."""
         async with self._sessions() as session, session.begin():
+            await self._injected_slowness(session)
             ids = [item.product_id for item in items]
             rows = await session.execute(
                 select(Product.id, Product.price_cents, Product.currency).where(Product.id.in_(ids))
@@ -237,6 +254,7 @@ class Repository:
     async def get_order(self, order_id: str) -> Order:
         oid = _parse_uuid(order_id, "order id")
         async with self._sessions() as session:
+            await self._injected_slowness(session)
             order = await session.get(Order, oid)
         if order is None:
             raise NotFound(f"order {order_id} does not exist")
@@ -262,6 +280,7 @@ class Repository:
                 raise InvalidArgument("page_token is not a token this API issued") from exc
             query = query.where(tuple_(Order.created_at, Order.id) < cursor)
         async with self._sessions() as session:
+            await self._injected_slowness(session)
             orders = list((await session.scalars(query)).all())
         if len(orders) <= size:
             return orders, ""

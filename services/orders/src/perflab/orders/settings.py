@@ -2,6 +2,7 @@ from functools import lru_cache
 
 from pydantic import Field
 
+from perflab.common.faults import FaultSettings
 from perflab.common.settings import (
     DatabaseSettings,
     GrpcServerSettings,
@@ -10,7 +11,7 @@ from perflab.common.settings import (
 )
 
 
-class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, KafkaSettings):
+class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, KafkaSettings, FaultSettings):
     service_name: str = "orders"
     database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:55432/orders"
     grpc_port: int = 50051

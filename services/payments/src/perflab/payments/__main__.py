@@ -6,6 +6,7 @@ import logging
 import grpc
 
 from perflab.common.db import create_engine, sessionmaker
+from perflab.common.faults import FaultFlags
 from perflab.common.grpc import serve
 from perflab.common.logging import configure_logging
 from perflab.common.metrics import serve_metrics
@@ -21,6 +22,8 @@ log = logging.getLogger("perflab.payments")
 
 async def run(settings: Settings) -> None:
     engine = create_engine(settings)
+    faults = FaultFlags(settings)
+    await faults.start()
     ledger = Ledger(
         sessionmaker(engine),
         SimulatedProcessor(
@@ -32,15 +35,17 @@ async def run(settings: Settings) -> None:
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
-        payments_pb2_grpc.add_PaymentsServiceServicer_to_server(PaymentsServicer(ledger), server)
+        payments_pb2_grpc.add_PaymentsServiceServicer_to_server(
+            PaymentsServicer(ledger, faults), server
+        )
         return [payments_pb2.DESCRIPTOR.services_by_name["PaymentsService"].full_name]
 
+    async def on_stop() -> None:
+        await faults.stop()
+        await engine.dispose()
+
     await serve(
-        register,
-        settings.grpc_host,
-        settings.grpc_port,
-        settings.shutdown_grace_seconds,
-        engine.dispose,
+        register, settings.grpc_host, settings.grpc_port, settings.shutdown_grace_seconds, on_stop
     )
 
 

@@ -2,10 +2,11 @@ from functools import lru_cache
 
 from pydantic import Field
 
+from perflab.common.faults import FaultSettings
 from perflab.common.settings import DatabaseSettings, GrpcServerSettings, ServiceSettings
 
 
-class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings):
+class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, FaultSettings):
     service_name: str = "payments"
     database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:55432/payments"
     grpc_port: int = 50052

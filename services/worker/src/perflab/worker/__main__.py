@@ -7,6 +7,7 @@ import signal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 
+from perflab.common.faults import FaultFlags
 from perflab.common.grpc import insecure_channel
 from perflab.common.logging import configure_logging
 from perflab.common.metrics import serve_metrics
@@ -15,7 +16,7 @@ from perflab.common.telemetry import setup_tracing
 from perflab.contracts.orders.v1 import orders_pb2_grpc
 from perflab.contracts.payments.v1 import payments_pb2_grpc
 from perflab.worker.consumer import OrderEventsConsumer, RetryPolicy
-from perflab.worker.payment_flow import PaymentFlow
+from perflab.worker.payment_flow import PaymentFlow, payments_breaker
 from perflab.worker.settings import Settings, get_settings
 
 log = logging.getLogger("perflab.worker")
@@ -23,6 +24,8 @@ log = logging.getLogger("perflab.worker")
 
 async def run(settings: Settings, state: dict[str, bool]) -> None:
     topic = settings.topic(ORDERS_CREATED_TOPIC)
+    faults = FaultFlags(settings)
+    await faults.start()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.consumer_group,
@@ -46,6 +49,8 @@ async def run(settings: Settings, state: dict[str, bool]) -> None:
             orders_pb2_grpc.OrdersServiceStub(orders_channel),
             payments_pb2_grpc.PaymentsServiceStub(payments_channel),
             settings.rpc_timeout_seconds,
+            payments_breaker(settings.breaker_failures, settings.breaker_reset_seconds),
+            faults,
         ),
         topic=topic,
         dead_letter_topic=topic + DEAD_LETTER_SUFFIX,
@@ -74,6 +79,7 @@ async def run(settings: Settings, state: dict[str, bool]) -> None:
         await producer.stop()
         await orders_channel.close()
         await payments_channel.close()
+        await faults.stop()
 
 
 def main() -> None:

@@ -26,7 +26,13 @@ from aiokafka.errors import KafkaError
 from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge, Histogram
 
-from perflab.worker.payment_flow import PaymentFlow, PermanentError, TransientError, parse_event
+from perflab.worker.payment_flow import (
+    CircuitOpen,
+    PaymentFlow,
+    PermanentError,
+    TransientError,
+    parse_event,
+)
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -177,7 +183,8 @@ class OrderEventsConsumer:
                         break
                     except TransientError as exc:
                         span.add_event("retry", {"attempt": attempt, "error": str(exc)})
-                        if attempt == self._retry.max_attempts or self._stopping.is_set():
+                        last = attempt == self._retry.max_attempts or isinstance(exc, CircuitOpen)
+                        if last or self._stopping.is_set():
                             outcome = "retry_later"
                             log.warning(
                                 "transient failure persists; pausing partition",

@@ -2,10 +2,11 @@ from functools import lru_cache
 
 from pydantic import Field
 
+from perflab.common.faults import FaultSettings
 from perflab.common.settings import KafkaSettings, ServiceSettings
 
 
-class Settings(ServiceSettings, KafkaSettings):
+class Settings(ServiceSettings, KafkaSettings, FaultSettings):
     service_name: str = "worker"
     http_host: str = Field(default="127.0.0.1", description="Interface for /metrics, /healthz.")
     http_port: int = Field(default=9464, description="Port for /metrics, /healthz, /readyz.")
@@ -24,6 +25,12 @@ class Settings(ServiceSettings, KafkaSettings):
         default=20,
         ge=1,
         description="Dead-lettered messages in a row that stop the worker (a bug, not bad data).",
+    )
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive payments failures that open the circuit."
+    )
+    breaker_reset_seconds: float = Field(
+        default=10.0, gt=0, description="How long the circuit stays open before a trial call."
     )
     max_poll_records: int = Field(default=100, ge=1, description="Messages fetched per poll.")
 
