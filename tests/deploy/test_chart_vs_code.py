@@ -41,7 +41,8 @@ def settings_class(service: str) -> Any:
         return importlib.import_module(f"perflab.{service}.settings").Settings
     except ImportError as exc:
         pytest.skip(
-            f"perflab.{service}.settings is not importable (is the venv installed? `make venv`): {exc}"
+            f"perflab.{service}.settings is not importable "
+            f"(is the venv installed? `make venv`): {exc}"
         )
 
 
@@ -298,7 +299,8 @@ def test_each_service_starts_under_the_chart_environment(rendered_default, servi
                 process.kill()
         output = process.stdout.read() if process.stdout else ""
     assert alive, (
-        f"{service} exited with {process.returncode} under the chart's environment:\n{output[-3000:]}"
+        f"{service} exited with {process.returncode} under the chart's environment:\n"
+        f"{output[-3000:]}"
     )
     if "GRPC_PORT" in ports:
         assert answered == {"health": "SERVING", "metrics": 200}, f"{answered}\n{output[-3000:]}"

@@ -1,5 +1,7 @@
 """Unit tests of the HTTP layer with a fake orders stub: status codes and reasons."""
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -176,3 +178,54 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     schema = (await client.get("/openapi.json")).json()
     assert {"/api/orders", "/api/products/{product_id}"} <= set(schema["paths"])
+
+
+async def test_load_beyond_max_in_flight_is_shed_with_503(orders: FakeOrders) -> None:
+    class Slow(FakeOrders):
+        async def _answer(self, request: Any, result: Any) -> Any:
+            await asyncio.sleep(0.2)
+            return result
+
+    settings = Settings(max_in_flight=3, tracing_enabled=False)
+    app = create_app(settings)
+    app.state.settings = settings
+    app.state.orders = Slow()
+    app.state.product_cache = ReadThroughCache(None, "p", "", 60, enabled=False)  # type: ignore[arg-type]
+    app.state.rate_limiter = None
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+        answers = await asyncio.gather(*(c.get(f"/api/products/{i}") for i in range(1, 11)))
+        after = await c.get("/api/products/1")
+    assert sorted(r.status_code for r in answers) == [200] * 3 + [503] * 7
+    shed = next(r for r in answers if r.status_code == 503)
+    assert shed.headers["retry-after"] == "1" and "capacity" in shed.json()["detail"]
+    assert after.status_code == 200  # capacity is given back
+
+
+async def test_injected_cpu_burn_and_memory_leak(client: httpx.AsyncClient) -> None:
+    from perflab.gateway import middleware
+
+    faults = client._transport.app.state.faults  # type: ignore[attr-defined]
+    faults.set_local("memory_leak_kb", 64)
+    faults.set_local("cpu_burn_ms", 20)
+    before = len(middleware.LEAKED)
+    started = asyncio.get_running_loop().time()
+    for _ in range(3):
+        assert (await client.get("/api/products/1")).status_code == 200
+    assert len(middleware.LEAKED) - before == 3
+    assert len(middleware.LEAKED[-1]) == 64 * 1024
+    assert asyncio.get_running_loop().time() - started >= 0.06
+    faults.set_local("memory_leak_kb", 0)
+    faults.set_local("cpu_burn_ms", 0)
+
+
+def test_remaining_budget_never_exceeds_the_cap_or_the_deadline() -> None:
+    from perflab.gateway.middleware import _deadline, remaining_budget
+
+    assert remaining_budget(3.0) == 3.0  # outside a request
+    token = _deadline.set(time.monotonic() + 1.0)
+    try:
+        assert 0.9 < remaining_budget(3.0) <= 1.0
+        assert remaining_budget(0.5) == 0.5
+    finally:
+        _deadline.reset(token)

@@ -121,3 +121,18 @@ async def test_without_redis_reads_and_orders_still_work(orders: SlowOrders) -> 
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["redis"] is False
+
+
+async def test_an_injected_cache_outage_reads_through(
+    infra: Infra, redis_prefix: str, orders: SlowOrders
+) -> None:
+    # A long poll period: the background refresh must not undo the local switch mid-test.
+    app = create_app(settings_for(infra, redis_prefix, faults_poll_seconds=60))
+    async with app.router.lifespan_context(app):
+        app.state.orders = orders
+        app.state.faults.set_local("cache_unavailable", 1)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            for _ in range(3):
+                assert (await client.get("/api/products/11")).status_code == 200
+    assert len(orders.requests) == 3

@@ -32,7 +32,7 @@ Every resource name starts with the release fullname, so two releases never coll
 
 {{/* Selector labels: name, instance and component only (they are immutable on Deployments). */}}
 {{- define "perflab.selectorLabels" -}}
-{{- $root := index . 0 }}
+{{- $root := index . 0 -}}
 app.kubernetes.io/name: {{ include "perflab.name" $root }}
 app.kubernetes.io/instance: {{ $root.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
@@ -40,7 +40,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* Full label set of a component's resources. Usage: include "perflab.labels" (list $ "orders") */}}
 {{- define "perflab.labels" -}}
-{{- $root := index . 0 }}
+{{- $root := index . 0 -}}
 helm.sh/chart: {{ include "perflab.chart" $root }}
 {{ include "perflab.selectorLabels" . }}
 app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
@@ -54,8 +54,8 @@ component; the component's NetworkPolicy admits exactly those pods.
 Usage: include "perflab.usesLabels" (list "postgresql" "kafka")
 */}}
 {{- define "perflab.usesLabels" -}}
-{{- range . }}
-perflab/uses-{{ . }}: "true"
+{{- range $i, $name := . }}
+{{- if $i }}{{ "\n" }}{{ end }}perflab/uses-{{ $name }}: "true"
 {{- end }}
 {{- end }}
 
@@ -96,12 +96,12 @@ release (so NetworkPolicies can select its pods) or outside (egress by port only
 {{- end }}
 
 {{- define "perflab.postgresql.port" -}}
-{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.port }}{{ else }}{{ .Values.postgresql.external.port }}{{ end }}
+{{- if .Values.postgresql.enabled }}5432{{ else }}{{ .Values.postgresql.external.port }}{{ end }}
 {{- end }}
 
 {{- define "perflab.redis.url" -}}
 {{- if .Values.redis.enabled }}
-{{- printf "redis://%s:%d/0" (include "perflab.componentName" (list . "redis")) (int .Values.redis.port) }}
+{{- printf "redis://%s:6379/0" (include "perflab.componentName" (list . "redis")) }}
 {{- else }}
 {{- required "redis.external.url is required when redis.enabled=false" .Values.redis.external.url }}
 {{- end }}
@@ -109,7 +109,7 @@ release (so NetworkPolicies can select its pods) or outside (egress by port only
 
 {{- define "perflab.kafka.bootstrapServers" -}}
 {{- if .Values.kafka.enabled }}
-{{- printf "%s:%d" (include "perflab.componentName" (list . "kafka")) (int .Values.kafka.port) }}
+{{- printf "%s:9092" (include "perflab.componentName" (list . "kafka")) }}
 {{- else }}
 {{- required "kafka.external.bootstrapServers is required when kafka.enabled=false" .Values.kafka.external.bootstrapServers }}
 {{- end }}
@@ -128,7 +128,7 @@ release (so NetworkPolicies can select its pods) or outside (egress by port only
 {{- $root := index . 0 }}
 {{- $name := index . 1 }}
 {{- $svc := index $root.Values.services $name }}
-{{- if not $svc.enabled }}{{ fail (printf "a service depends on %s, which is disabled" $name) }}{{ end }}
+{{- if not $svc.enabled }}{{ fail (printf "a component depends on %s, which is disabled or unknown" $name) }}{{ end }}
 {{- printf "%s:%d" (include "perflab.componentName" (list $root $name)) (int $svc.ports.grpc) }}
 {{- end }}
 
@@ -251,7 +251,7 @@ pod waits for PostgreSQL or Kafka instead of crash-looping into a long back-off.
 Usage: include "perflab.waitForContainer" (list $ image (list "host:port" ...))
 */}}
 {{- define "perflab.waitForContainer" -}}
-{{- $root := index . 0 }}
+{{- $root := index . 0 -}}
 - name: wait-for-dependencies
   image: {{ index . 1 }}
   imagePullPolicy: {{ $root.Values.imagePullPolicy }}

@@ -2,6 +2,7 @@
 and instrumented client channels."""
 
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -97,12 +98,18 @@ class ClientMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         return call
 
 
-def insecure_channel(target: str) -> grpc.aio.Channel:
-    """A client channel with tracing (context propagation) and client metrics."""
+def insecure_channel(target: str, service_config: dict[str, Any] | None = None) -> grpc.aio.Channel:
+    """A client channel with tracing (context propagation) and client metrics. gRPC's own
+    retries are off unless `service_config` defines a retry policy."""
+    options: list[tuple[str, Any]] = [("grpc.keepalive_time_ms", 30_000)]
+    if service_config:
+        options += [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(service_config))]
+    else:
+        options.append(("grpc.enable_retries", 0))
     return grpc.aio.insecure_channel(
         target,
         interceptors=[*aio_client_interceptors(), ClientMetricsInterceptor()],
-        options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0)],
+        options=options,
     )
 
 
@@ -119,7 +126,15 @@ async def serve(
     status and reflection. On SIGTERM the health service flips to NOT_SERVING (so the load
     balancer stops sending work), then in-flight RPCs get `grace_seconds` to finish.
     """
-    server = grpc.aio.server(interceptors=[aio_server_interceptor(), ServerMetricsInterceptor()])
+    server = grpc.aio.server(
+        interceptors=[aio_server_interceptor(), ServerMetricsInterceptor()],
+        # Clients keep one HTTP/2 connection for good; ending it after a while makes them
+        # reconnect through the Service, so replicas the HPA adds receive traffic too.
+        options=[
+            ("grpc.max_connection_age_ms", 30_000),
+            ("grpc.max_connection_age_grace_ms", 10_000),
+        ],
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = list(register(server))

@@ -60,11 +60,12 @@ class Ports:
     orders_metrics: int = 59101
     payments_metrics: int = 59102
     worker_metrics: int = 59103
+    admin: int = 58081
 
     @classmethod
     def free(cls) -> "Ports":
         """Ports the OS says are free right now (for isolated test stacks)."""
-        return cls(*(free_port() for _ in range(6)))
+        return cls(*(free_port() for _ in range(7)))
 
     def metrics_targets(self) -> dict[str, str]:
         return {
@@ -105,6 +106,8 @@ class StackConfig:
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
             "KAFKA_BOOTSTRAP_SERVERS": i.kafka_bootstrap,
             "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+            "FAULTS_REDIS_URL": i.redis_url,
+            "FAULTS_KEY": f"{self.redis_prefix}faults" if self.redis_prefix else "perflab:faults",
         }
         own = {
             "orders": {
@@ -128,6 +131,7 @@ class StackConfig:
                 "ORDERS_ADDR": f"127.0.0.1:{p.orders}",
                 "REDIS_URL": i.redis_url,
                 "REDIS_KEY_PREFIX": self.redis_prefix,
+                "ADMIN_PORT": str(p.admin),
             },
         }[service]
         return {**common, **own, **self.extra_env.get(service, {})}

@@ -5,6 +5,7 @@ from opentelemetry.instrumentation.redis import RedisInstrumentor
 
 from perflab.common.logging import configure_logging
 from perflab.common.telemetry import setup_tracing
+from perflab.gateway.admin import create_admin_app, serve_admin_in_background
 from perflab.gateway.app import create_app
 from perflab.gateway.settings import get_settings
 
@@ -14,6 +15,12 @@ def main() -> None:
     configure_logging(settings.service_name, settings.log_level)
     shutdown_tracing = setup_tracing(settings.service_name, settings.tracing_enabled)
     RedisInstrumentor().instrument()
+    if settings.admin_port:
+        serve_admin_in_background(
+            create_admin_app(settings.faults_redis_url, settings.faults_key),
+            settings.admin_host,
+            settings.admin_port,
+        )
     try:
         uvicorn.run(
             create_app(settings),

@@ -13,12 +13,18 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_fastapi_instrumentator import Instrumentator
 from redis.asyncio import Redis
 
+from perflab.common.faults import FaultFlags
 from perflab.common.grpc import insecure_channel
 from perflab.contracts.orders.v1.orders_pb2_grpc import OrdersServiceStub
 from perflab.gateway.cache import ReadThroughCache
 from perflab.gateway.errors import grpc_error_handler
 from perflab.gateway.idempotency import IdempotencyStore
-from perflab.gateway.middleware import ActiveRequests, BodySizeLimit, TraceIdHeader
+from perflab.gateway.middleware import (
+    AdmissionControl,
+    BodySizeLimit,
+    InjectedFaults,
+    TraceIdHeader,
+)
 from perflab.gateway.ratelimit import RateLimiter
 from perflab.gateway.routes import router
 from perflab.gateway.settings import Settings
@@ -27,7 +33,33 @@ log = logging.getLogger(__name__)
 UNMONITORED = ["/metrics", "/healthz", "/readyz"]
 
 
+# Reads are idempotent: gRPC itself retries them on UNAVAILABLE, with jittered exponential
+# backoff, and its retry throttling is the retry budget (retries stop while more than half the
+# recent calls failed), so retries cannot multiply an outage. Order creation is not retried
+# here: the client retries it safely with its Idempotency-Key.
+READ_RETRY_POLICY = {
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "perflab.contracts.orders.v1.OrdersService", "method": m}
+                for m in ("GetProduct", "ListProducts", "GetOrder", "ListCustomerOrders")
+            ],
+            "retryPolicy": {
+                "maxAttempts": 3,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+    "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
+}
+
+
 def create_app(settings: Settings) -> FastAPI:
+    faults = FaultFlags(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = Redis.from_url(
@@ -35,14 +67,15 @@ def create_app(settings: Settings) -> FastAPI:
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
-        channel = insecure_channel(settings.orders_addr)
+        channel = insecure_channel(settings.orders_addr, READ_RETRY_POLICY)
+        await faults.start()
         app.state.settings = settings
         app.state.redis = redis
         app.state.orders_channel = channel
         app.state.orders = OrdersServiceStub(channel)
         app.state.product_cache = ReadThroughCache(
             redis, "products", settings.redis_key_prefix, settings.cache_ttl_seconds,
-            enabled=settings.cache_enabled,
+            enabled=settings.cache_enabled, faults=faults,
         )  # fmt: skip
         app.state.idempotency = IdempotencyStore(
             redis, settings.redis_key_prefix, settings.idempotency_ttl_seconds
@@ -58,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
             else None
         )
         yield
+        await faults.stop()
         await channel.close()
         await redis.aclose()
 
@@ -67,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="The public HTTP API of the perflab shop.",
         lifespan=lifespan,
     )
+    app.state.faults = faults
     app.include_router(router)
     app.add_exception_handler(grpc.aio.AioRpcError, grpc_error_handler)
 
@@ -95,7 +130,13 @@ def create_app(settings: Settings) -> FastAPI:
         excluded_handlers=UNMONITORED,
         should_group_status_codes=False,
     ).instrument(app).expose(app, include_in_schema=False)
-    app.add_middleware(ActiveRequests, excluded=UNMONITORED)
+    app.add_middleware(InjectedFaults, faults=faults, excluded=UNMONITORED)
+    app.add_middleware(
+        AdmissionControl,
+        excluded=UNMONITORED,
+        max_in_flight=settings.max_in_flight,
+        budget=settings.request_budget_seconds,
+    )
     app.add_middleware(TraceIdHeader)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(UNMONITORED))

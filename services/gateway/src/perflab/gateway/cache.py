@@ -13,6 +13,8 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from perflab.common.faults import FaultFlags
+
 log = logging.getLogger(__name__)
 
 CACHE_REQUESTS = Counter(
@@ -32,6 +34,7 @@ class ReadThroughCache:
         ttl_seconds: int,
         enabled: bool = True,
         coalesce: bool = True,
+        faults: FaultFlags | None = None,
     ):
         self._redis = redis
         self._name = name
@@ -39,6 +42,7 @@ class ReadThroughCache:
         self._ttl = ttl_seconds
         self.enabled = enabled
         self._coalesce = coalesce
+        self._faults = faults
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
 
     async def get(self, key: str, load: Callable[[], Awaitable[bytes]]) -> bytes:
@@ -46,6 +50,8 @@ class ReadThroughCache:
             return await load()
         full_key = self._prefix + key
         try:
+            if self._faults and self._faults.value("cache_unavailable"):
+                raise RedisError("cache unavailable (injected fault)")
             cached = await self._redis.get(full_key)
         except RedisError as exc:
             CACHE_REQUESTS.labels(self._name, "error").inc()

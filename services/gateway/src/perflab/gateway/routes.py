@@ -14,6 +14,7 @@ from perflab.gateway.deps import (
     rate_limit,
 )
 from perflab.gateway.idempotency import KeyReused, fingerprint
+from perflab.gateway.middleware import remaining_budget
 from perflab.gateway.schemas import (
     CustomerId,
     OrderCreate,
@@ -47,7 +48,9 @@ async def list_products(
     )
 
     async def load() -> bytes:
-        response = await orders.ListProducts(request, timeout=settings.upstream_timeout_seconds)
+        response = await orders.ListProducts(
+            request, timeout=remaining_budget(settings.upstream_timeout_seconds)
+        )
         return response.SerializeToString()  # type: ignore[no-any-return]
 
     key = f"list:{category or ''}:{page_size}:{page_token or ''}"
@@ -67,7 +70,8 @@ async def get_product(
 ) -> ProductPublic:
     async def load() -> bytes:
         product = await orders.GetProduct(
-            orders_pb2.GetProductRequest(id=product_id), timeout=settings.upstream_timeout_seconds
+            orders_pb2.GetProductRequest(id=product_id),
+            timeout=remaining_budget(settings.upstream_timeout_seconds),
         )
         return product.SerializeToString()  # type: ignore[no-any-return]
 
@@ -119,7 +123,7 @@ async def create_order(
             ],
             idempotency_key=idempotency_key or "",
         ),
-        timeout=settings.upstream_timeout_seconds,
+        timeout=remaining_budget(settings.upstream_timeout_seconds),
     )
     if idempotency_key:
         await idempotency.save(idempotency_key, request_fingerprint, order.SerializeToString())
@@ -132,7 +136,8 @@ async def get_order(
     order_id: Annotated[str, Path(max_length=64)], orders: OrdersStub, settings: SettingsDep
 ) -> OrderPublic:
     order = await orders.GetOrder(
-        orders_pb2.GetOrderRequest(id=order_id), timeout=settings.upstream_timeout_seconds
+        orders_pb2.GetOrderRequest(id=order_id),
+        timeout=remaining_budget(settings.upstream_timeout_seconds),
     )
     return order_public(order)
 
@@ -150,7 +155,7 @@ async def list_customer_orders(
         orders_pb2.ListCustomerOrdersRequest(
             customer_id=customer_id, page_size=page_size, page_token=page_token or ""
         ),
-        timeout=settings.upstream_timeout_seconds,
+        timeout=remaining_budget(settings.upstream_timeout_seconds),
     )
     return OrderPage(
         orders=[order_public(o) for o in page.orders],
