@@ -43,6 +43,24 @@ local-status: ## Show what the local stack runs.
 	scripts/local-infra.sh status
 	scripts/local-services.sh status
 
+##@ Faults (see README: "Faults on demand")
+
+TARGET ?= local
+FAULTS_CMD = $(if $(filter kind,$(TARGET)),bin/kubectl exec deploy/perflab-gateway -- python,$(PY)) -m perflab.common.faults
+
+.PHONY: fault
+fault: ## Switch a fault on the running lab: make fault NAME=payments_error_rate VALUE=0.5 [TARGET=kind]
+	@[ -n "$(NAME)" ] && [ -n "$(VALUE)" ] || { echo "usage: make fault NAME=<fault> VALUE=<number>; make faults lists them"; exit 2; }
+	$(FAULTS_CMD) set $(NAME) $(VALUE)
+
+.PHONY: faults
+faults: ## List the faults, what each demonstrates, and their current values.
+	$(FAULTS_CMD) list
+
+.PHONY: faults-reset
+faults-reset: ## Switch every fault off.
+	$(FAULTS_CMD) reset
+
 ##@ Quality
 
 .PHONY: lint

@@ -44,6 +44,8 @@ NOT_HEALTH = 'rpc_service!="grpc.health.v1.Health"'
 # gRPC codes that are the server's fault (not NOT_FOUND, INVALID_ARGUMENT, ...).
 GRPC_FAULTS = 'rpc_grpc_status_code=~"2|4|8|12|13|14|15"'
 RI = "$__rate_interval"
+RECORDED_BUCKETS = "job_le:server_duration_seconds_bucket:rate1m"
+CPU, MEMORY = 'resource="cpu"', 'resource="memory"'
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 LOAD_ANNOTATIONS = [
@@ -132,7 +134,9 @@ def describe(panel: Json) -> Json:
 
 
 def rows(*items: Row) -> list[Row]:
-    return [Row(r.title, [describe(p) for p in r.panels], r.collapsed, r.description) for r in items]
+    return [
+        Row(r.title, [describe(p) for p in r.panels], r.collapsed, r.description) for r in items
+    ]
 
 
 # --- 1. Lab overview --------------------------------------------------------------------------
@@ -159,8 +163,8 @@ def overview() -> Dashboard:
                 "dropped because every VU up to maxVUs was busy (the system fell behind).",
                 [
                     target("sum(locust_arrival_rate_target)", "target"),
-                    target(sum_rate('locust_iterations_total'), "started"),
-                    target(sum_rate('locust_iterations_dropped_total'), "dropped"),
+                    target(sum_rate("locust_iterations_total"), "started"),
+                    target(sum_rate("locust_iterations_dropped_total"), "dropped"),
                 ],
                 unit="reqps",
                 w=6,
@@ -169,8 +173,8 @@ def overview() -> Dashboard:
                 "Requests sent and failed (client side)",
                 "What the load generator sends, and what it counts as failed.",
                 [
-                    target(sum_rate('locust_requests_total'), "sent"),
-                    target(sum_rate('locust_request_failures_total'), "failed"),
+                    target(sum_rate("locust_requests_total"), "sent"),
+                    target(sum_rate("locust_request_failures_total"), "failed"),
                 ],
                 unit="reqps",
                 w=6,
@@ -215,7 +219,7 @@ def overview() -> Dashboard:
                     "panel). Recording rule job_le:server_duration_seconds_bucket:rate1m.",
                     [
                         target(
-                            f"histogram_quantile({q}, job_le:server_duration_seconds_bucket:rate1m)",
+                            f"histogram_quantile({q}, {RECORDED_BUCKETS})",
                             "{{job}}",
                         )
                     ],
@@ -238,8 +242,12 @@ def overview() -> Dashboard:
             ),
             timeseries(
                 "CPU by service (cores)",
-                "CPU seconds per second of all the service's processes (process_cpu_seconds_total).",
-                [target(f"sum by (job) ({rate(f'process_cpu_seconds_total{{{JOBS}}}')})", "{{job}}")],
+                "CPU seconds per second of all the service's processes.",
+                [
+                    target(
+                        f"sum by (job) ({rate(f'process_cpu_seconds_total{{{JOBS}}}')})", "{{job}}"
+                    )
+                ],
                 w=8,
             ),
             timeseries(
@@ -280,7 +288,9 @@ def overview() -> Dashboard:
                 "Time from an order's creation to PAID or PAYMENT_FAILED: the whole async path "
                 "(outbox, Kafka, worker, payments, back to orders).",
                 [
-                    target(quantile(q, 'order_completion_duration_seconds_bucket{job="orders"}'), name)
+                    target(
+                        quantile(q, 'order_completion_duration_seconds_bucket{job="orders"}'), name
+                    )
                     for name, q in QUANTILES
                 ],
                 unit="s",
@@ -319,7 +329,10 @@ def service_detail() -> Dashboard:
                 "HTTP requests by handler (gateway), gRPC calls by method (orders, payments), "
                 "messages by topic and outcome (worker).",
                 [
-                    target(f"sum by (method, handler) ({rate(http_requests)})", "{{method}} {{handler}}"),
+                    target(
+                        f"sum by (method, handler) ({rate(http_requests)})",
+                        "{{method}} {{handler}}",
+                    ),
                     target(f"sum by (rpc_method) ({rate(rpc_calls)})", "{{rpc_method}}"),
                     target(f"sum by (topic, outcome) ({rate(messages)})", "{{topic}} {{outcome}}"),
                 ],
@@ -331,7 +344,10 @@ def service_detail() -> Dashboard:
                 "...), message outcomes (processed, retry_later, dead_lettered).",
                 [
                     target(f"sum by (status) ({rate(http_requests)})", "HTTP {{status}}"),
-                    target(f"sum by (rpc_grpc_status_code) ({rate(rpc_calls)})", "gRPC {{rpc_grpc_status_code}}"),
+                    target(
+                        f"sum by (rpc_grpc_status_code) ({rate(rpc_calls)})",
+                        "gRPC {{rpc_grpc_status_code}}",
+                    ),
                     target(f"sum by (outcome) ({rate(messages)})", "{{outcome}}"),
                 ],
                 unit="reqps",
@@ -372,15 +388,27 @@ def service_detail() -> Dashboard:
                 "1 s buckets, so its p99 is coarse; the heatmap has the fine view.",
                 [
                     target(
-                        quantile(0.99, f"http_request_duration_seconds_bucket{{{job}}}", "method, handler"),
+                        quantile(
+                            0.99,
+                            f"http_request_duration_seconds_bucket{{{job}}}",
+                            "method, handler",
+                        ),
                         "{{method}} {{handler}}",
                     ),
                     target(
-                        quantile(0.99, f"rpc_server_duration_seconds_bucket{{{job}, {NOT_HEALTH}}}", "rpc_method"),
+                        quantile(
+                            0.99,
+                            f"rpc_server_duration_seconds_bucket{{{job}, {NOT_HEALTH}}}",
+                            "rpc_method",
+                        ),
                         "{{rpc_method}}",
                     ),
                     target(
-                        quantile(0.99, f"messaging_process_duration_seconds_bucket{{{job}}}", "topic, outcome"),
+                        quantile(
+                            0.99,
+                            f"messaging_process_duration_seconds_bucket{{{job}}}",
+                            "topic, outcome",
+                        ),
                         "{{topic}} {{outcome}}",
                     ),
                 ],
@@ -398,11 +426,21 @@ def service_detail() -> Dashboard:
                 "to reach Kafka (orders).",
                 [
                     target(
-                        quantile(0.99, f"rpc_client_duration_seconds_bucket{{{job}, {NOT_HEALTH}}}", "rpc_method"),
+                        quantile(
+                            0.99,
+                            f"rpc_client_duration_seconds_bucket{{{job}, {NOT_HEALTH}}}",
+                            "rpc_method",
+                        ),
                         "gRPC {{rpc_method}}",
                     ),
-                    target(quantile(0.99, f"payment_processor_duration_seconds_bucket{{{job}}}"), "card processor"),
-                    target(quantile(0.99, f"outbox_publish_delay_seconds_bucket{{{job}}}"), "outbox to Kafka"),
+                    target(
+                        quantile(0.99, f"payment_processor_duration_seconds_bucket{{{job}}}"),
+                        "card processor",
+                    ),
+                    target(
+                        quantile(0.99, f"outbox_publish_delay_seconds_bucket{{{job}}}"),
+                        "outbox to Kafka",
+                    ),
                 ],
                 unit="s",
             ),
@@ -412,9 +450,11 @@ def service_detail() -> Dashboard:
                 "second. The gateway also reports its in-flight requests directly.",
                 [
                     target(
-                        f"sum({rate(f'http_request_duration_seconds_sum{{{job}}}')})"
-                        f" or sum({rate(f'rpc_server_duration_seconds_sum{{{job}, {NOT_HEALTH}}}')})"
-                        f" or sum({rate(f'messaging_process_duration_seconds_sum{{{job}}}')})",
+                        sum_rate(f"http_request_duration_seconds_sum{{{job}}}")
+                        + " or "
+                        + sum_rate(f"rpc_server_duration_seconds_sum{{{job}, {NOT_HEALTH}}}")
+                        + " or "
+                        + sum_rate(f"messaging_process_duration_seconds_sum{{{job}}}"),
                         "average in progress",
                     ),
                     target(f"sum(http_server_active_requests{{{job}}})", "in flight (gateway)"),
@@ -444,9 +484,12 @@ def service_detail() -> Dashboard:
                 "Container CPU (cAdvisor) and the CPU request the HPA's utilisation target is a "
                 "share of.",
                 [
-                    target(f"sum by (pod) ({rate(f'container_cpu_usage_seconds_total{{{container}}}')})", "{{pod}}"),
                     target(
-                        f'max(kube_pod_container_resource_requests{{{container}, resource="cpu"}})',
+                        sum_rate(f"container_cpu_usage_seconds_total{{{container}}}", "pod"),
+                        "{{pod}}",
+                    ),
+                    target(
+                        f"max(kube_pod_container_resource_requests{{{container}, {CPU}}})",
                         "request",
                     ),
                 ],
@@ -457,8 +500,9 @@ def service_detail() -> Dashboard:
                 "Share of CFS periods in which the container hit its CPU limit.",
                 [
                     target(
-                        f"sum by (pod) ({rate(f'container_cpu_cfs_throttled_periods_total{{{container}}}')})"
-                        f" / sum by (pod) ({rate(f'container_cpu_cfs_periods_total{{{container}}}')})",
+                        sum_rate(f"container_cpu_cfs_throttled_periods_total{{{container}}}", "pod")
+                        + " / "
+                        + sum_rate(f"container_cpu_cfs_periods_total{{{container}}}", "pod"),
                         "{{pod}}",
                     )
                 ],
@@ -469,9 +513,12 @@ def service_detail() -> Dashboard:
                 "Memory working set by pod vs limit",
                 "What the kubelet counts against the memory limit (OOM kill above it).",
                 [
-                    target(f"sum by (pod) (container_memory_working_set_bytes{{{container}}})", "{{pod}}"),
                     target(
-                        f'max(kube_pod_container_resource_limits{{{container}, resource="memory"}})',
+                        f"sum by (pod) (container_memory_working_set_bytes{{{container}}})",
+                        "{{pod}}",
+                    ),
+                    target(
+                        f"max(kube_pod_container_resource_limits{{{container}, {MEMORY}}})",
                         "limit",
                     ),
                 ],
@@ -513,8 +560,8 @@ def async_pipeline() -> Dashboard:
                 "Orders that reached PAID in the time range.",
                 [
                     target(
-                        'sum(increase(orders_completed_total{job="orders", status="PAID"}[$__range]))'
-                        " or vector(0)"
+                        'sum(increase(orders_completed_total{job="orders", status="PAID"}'
+                        "[$__range])) or vector(0)"
                     )
                 ],
                 decimals=0,
@@ -544,10 +591,14 @@ def async_pipeline() -> Dashboard:
                 "Events the orders outbox relay publishes to orders.created, messages the worker "
                 "receives per topic, and messages it sends to the dead-letter topic.",
                 [
-                    target(sum_rate('outbox_published_total{job="orders"}'), "produced orders.created"),
+                    target(
+                        sum_rate('outbox_published_total{job="orders"}'), "produced orders.created"
+                    ),
                     target(f"sum by (topic) ({rate(consumed)})", "consumed {{topic}}"),
                     target(
-                        with_zero(f"sum by (topic) ({rate(dead)})", f"sum by (topic) ({rate(consumed)})"),
+                        with_zero(
+                            f"sum by (topic) ({rate(dead)})", f"sum by (topic) ({rate(consumed)})"
+                        ),
                         "dead-lettered from {{topic}}",
                     ),
                 ],
@@ -575,7 +626,10 @@ def async_pipeline() -> Dashboard:
                 "payments and the result applied back to the order.",
                 [
                     target(
-                        quantile(q, 'order_completion_duration_seconds_bucket{job="orders", status="PAID"}'),
+                        quantile(
+                            q,
+                            'order_completion_duration_seconds_bucket{job="orders", status="PAID"}',
+                        ),
                         name,
                     )
                     for name, q in QUANTILES
@@ -587,7 +641,9 @@ def async_pipeline() -> Dashboard:
                 "Message processing time",
                 "Time the worker spends on one message, retries included.",
                 [
-                    target(quantile(q, 'messaging_process_duration_seconds_bucket{job="worker"}'), name)
+                    target(
+                        quantile(q, 'messaging_process_duration_seconds_bucket{job="worker"}'), name
+                    )
                     for name, q in QUANTILES
                 ],
                 unit="s",
@@ -609,7 +665,11 @@ def async_pipeline() -> Dashboard:
                 "Exemplars open the trace in Jaeger.",
                 [
                     target(
-                        quantile(0.99, f'rpc_client_duration_seconds_bucket{{job="worker", {NOT_HEALTH}}}', "rpc_method"),
+                        quantile(
+                            0.99,
+                            f'rpc_client_duration_seconds_bucket{{job="worker", {NOT_HEALTH}}}',
+                            "rpc_method",
+                        ),
                         "{{rpc_method}}",
                     )
                 ],
@@ -634,7 +694,9 @@ def async_pipeline() -> Dashboard:
                         "retried {{topic}}",
                     ),
                     target(
-                        with_zero(f"sum by (topic) ({rate(dead)})", f"sum by (topic) ({rate(consumed)})"),
+                        with_zero(
+                            f"sum by (topic) ({rate(dead)})", f"sum by (topic) ({rate(consumed)})"
+                        ),
                         "dead-lettered {{topic}}",
                     ),
                 ],
@@ -646,7 +708,9 @@ def async_pipeline() -> Dashboard:
                 "Outbox rows not yet published, and relay batches that failed and rolled back.",
                 [
                     target('sum(outbox_backlog_events{job="orders"})', "waiting rows"),
-                    target(sum_rate('outbox_publish_errors_total{job="orders"}'), "failed batches/s"),
+                    target(
+                        sum_rate('outbox_publish_errors_total{job="orders"}'), "failed batches/s"
+                    ),
                 ],
                 w=6,
             ),
@@ -656,7 +720,9 @@ def async_pipeline() -> Dashboard:
                 "ledger (a redelivered message charging nothing twice).",
                 [
                     target(sum_rate('payments_total{job="payments"}', "result"), "{{result}}"),
-                    target(sum_rate('payments_replayed_total{job="payments"}'), "idempotent replays"),
+                    target(
+                        sum_rate('payments_replayed_total{job="payments"}'), "idempotent replays"
+                    ),
                 ],
                 unit="reqps",
                 w=6,
@@ -692,6 +758,15 @@ def async_pipeline() -> Dashboard:
 
 def autoscaling() -> Dashboard:
     hpa = f'horizontalpodautoscaler=~".*({SERVICES})"'
+    cpu_utilisation = f'{hpa}, metric_name="cpu", metric_target_type="utilization"'
+    desired = f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}}"
+    ours = f'container=~"{SERVICES}"'
+
+    def ready(condition: str) -> str:
+        """Pods of each service whose Ready condition matches `condition`."""
+        pod_status = f"kube_pod_status_ready{{{pods}, {condition}}}"
+        return f"sum by (service) (label_replace({pod_status}, {service_of_pod}))"
+
     pods = f'pod=~".*-({SERVICES})-[^-]+-[^-]+"'
     service_of_pod = f'"service", "$1", "pod", ".*-({SERVICES})-[^-]+-[^-]+"'
     hpas = Row(
@@ -701,9 +776,18 @@ def autoscaling() -> Dashboard:
                 "Desired vs current replicas",
                 "What each HPA wants and what runs, against its maxReplicas.",
                 [
-                    target(f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}}", "{{horizontalpodautoscaler}} desired"),
-                    target(f"kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}}", "{{horizontalpodautoscaler}} current"),
-                    target(f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}}", "{{horizontalpodautoscaler}} max"),
+                    target(
+                        desired,
+                        "{{horizontalpodautoscaler}} desired",
+                    ),
+                    target(
+                        f"kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}}",
+                        "{{horizontalpodautoscaler}} current",
+                    ),
+                    target(
+                        f"kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}}",
+                        "{{horizontalpodautoscaler}} max",
+                    ),
                 ],
             ),
             timeseries(
@@ -712,11 +796,11 @@ def autoscaling() -> Dashboard:
                 "the utilisation it aims for.",
                 [
                     target(
-                        f'kube_horizontalpodautoscaler_status_target_metric{{{hpa}, metric_name="cpu", metric_target_type="utilization"}}',
+                        f"kube_horizontalpodautoscaler_status_target_metric{{{cpu_utilisation}}}",
                         "{{horizontalpodautoscaler}} current",
                     ),
                     target(
-                        f'kube_horizontalpodautoscaler_spec_target_metric{{{hpa}, metric_name="cpu", metric_target_type="utilization"}}',
+                        f"kube_horizontalpodautoscaler_spec_target_metric{{{cpu_utilisation}}}",
                         "{{horizontalpodautoscaler}} target",
                     ),
                 ],
@@ -727,7 +811,7 @@ def autoscaling() -> Dashboard:
                 "Change of the desired replicas: up bars are scale-ups, down bars scale-downs.",
                 [
                     target(
-                        f"delta(kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}}[{RI}]) != 0",
+                        f"delta({desired}[{RI}]) != 0",
                         "{{horizontalpodautoscaler}}",
                     )
                 ],
@@ -739,14 +823,8 @@ def autoscaling() -> Dashboard:
                 "Pods of each service by readiness: new pods count as not ready until their "
                 "readiness probe passes.",
                 [
-                    target(
-                        f'sum by (service) (label_replace(kube_pod_status_ready{{{pods}, condition="true"}}, {service_of_pod}))',
-                        "{{service}} ready",
-                    ),
-                    target(
-                        f'sum by (service) (label_replace(kube_pod_status_ready{{{pods}, condition=~"false|unknown"}}, {service_of_pod}))',
-                        "{{service}} not ready",
-                    ),
+                    target(ready('condition="true"'), "{{service}} ready"),
+                    target(ready('condition=~"false|unknown"'), "{{service}} not ready"),
                 ],
                 stack=True,
             ),
@@ -761,8 +839,9 @@ def autoscaling() -> Dashboard:
                 "utilisation applies to.",
                 [
                     target(
-                        sum_rate(f'container_cpu_usage_seconds_total{{container=~"{SERVICES}"}}', "container")
-                        + f' / sum by (container) (kube_pod_container_resource_requests{{container=~"{SERVICES}", resource="cpu"}})',
+                        sum_rate(f"container_cpu_usage_seconds_total{{{ours}}}", "container")
+                        + " / sum by (container) "
+                        + f"(kube_pod_container_resource_requests{{{ours}, {CPU}}})",
                         "{{container}}",
                     )
                 ],
@@ -773,7 +852,7 @@ def autoscaling() -> Dashboard:
                 "Memory the kubelet counts against the limits, all pods of a service.",
                 [
                     target(
-                        f'sum by (container) (container_memory_working_set_bytes{{container=~"{SERVICES}"}})',
+                        f"sum by (container) (container_memory_working_set_bytes{{{ours}}})",
                         "{{container}}",
                     )
                 ],
@@ -879,7 +958,10 @@ def data_stores() -> Dashboard:
                 "SQLAlchemy pool connections in use (checked out by a request) and idle, and the "
                 "most the pool may open (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
                 [
-                    target(f"sum by (job, state) (db_client_connections_usage{{{pools}}})", "{{job}} {{state}}"),
+                    target(
+                        f"sum by (job, state) (db_client_connections_usage{{{pools}}})",
+                        "{{job}} {{state}}",
+                    ),
                     target(f"sum by (job) (db_client_connections_max{{{pools}}})", "{{job}} max"),
                 ],
             ),
@@ -903,7 +985,11 @@ def data_stores() -> Dashboard:
                 "transaction. Exemplars open the trace, whose spans show each statement.",
                 [
                     target(
-                        quantile(0.95, f"rpc_server_duration_seconds_bucket{{{pools}, {NOT_HEALTH}}}", "job, rpc_method"),
+                        quantile(
+                            0.95,
+                            f"rpc_server_duration_seconds_bucket{{{pools}, {NOT_HEALTH}}}",
+                            "job, rpc_method",
+                        ),
                         "{{job}} {{rpc_method}}",
                     )
                 ],
@@ -920,8 +1006,9 @@ def data_stores() -> Dashboard:
                 "Hits over look-ups of keys, all clients.",
                 [
                     target(
-                        f"sum({rate('redis_keyspace_hits_total')}) / (sum({rate('redis_keyspace_hits_total')})"
-                        f" + sum({rate('redis_keyspace_misses_total')}))",
+                        f"{sum_rate('redis_keyspace_hits_total')} / "
+                        f"({sum_rate('redis_keyspace_hits_total')}"
+                        f" + {sum_rate('redis_keyspace_misses_total')})",
                         "hit ratio",
                     )
                 ],
@@ -949,6 +1036,10 @@ def data_stores() -> Dashboard:
         collapsed=True,
     )
     databases = 'datname=~"orders|payments"'
+    statement_seconds = sum_rate(
+        f"pg_stat_statements_seconds_total{{{databases}}}", "datname, queryid"
+    )
+    statement_calls = sum_rate(f"pg_stat_statements_calls_total{{{databases}}}", "datname, queryid")
     pg_server = Row(
         "PostgreSQL server (postgres_exporter with pg_stat_statements, not deployed yet)",
         [
@@ -958,8 +1049,7 @@ def data_stores() -> Dashboard:
                 "query id; --collector.stat_statements.include_query adds the text).",
                 [
                     target(
-                        f"topk(10, sum by (datname, queryid) ({rate(f'pg_stat_statements_seconds_total{{{databases}}}')})"
-                        f" / sum by (datname, queryid) ({rate(f'pg_stat_statements_calls_total{{{databases}}}')}))",
+                        f"topk(10, {statement_seconds} / {statement_calls})",
                         "{{datname}} {{queryid}}",
                     )
                 ],
@@ -971,7 +1061,7 @@ def data_stores() -> Dashboard:
                 "Seconds per second spent in each statement: where the database's time goes.",
                 [
                     target(
-                        f"topk(10, sum by (datname, queryid) ({rate(f'pg_stat_statements_seconds_total{{{databases}}}')}))",
+                        f"topk(10, {statement_seconds})",
                         "{{datname}} {{queryid}}",
                     )
                 ],
@@ -983,11 +1073,11 @@ def data_stores() -> Dashboard:
                 "large gap is a sequential scan where an index would do.",
                 [
                     target(
-                        f"sum by (datname) ({rate(f'pg_stat_database_tup_returned{{{databases}}}')})",
+                        sum_rate(f"pg_stat_database_tup_returned{{{databases}}}", "datname"),
                         "{{datname}} scanned",
                     ),
                     target(
-                        f"sum by (datname) ({rate(f'pg_stat_statements_rows_total{{{databases}}}')})",
+                        sum_rate(f"pg_stat_statements_rows_total{{{databases}}}", "datname"),
                         "{{datname}} returned",
                     ),
                 ],
@@ -1039,7 +1129,7 @@ def availability(selector: str, bad: str) -> tuple[str, str]:
 def latency(histogram: str, matchers: str, le: str) -> tuple[str, str]:
     """(errors, total) for events of `histogram` slower than the bucket `le`."""
     total = f"sum(rate({histogram}_count{{{matchers}}}[$w]))"
-    return f"({total} - sum(rate({histogram}_bucket{{{matchers}, le=\"{le}\"}}[$w])))", total
+    return f'({total} - sum(rate({histogram}_bucket{{{matchers}, le="{le}"}}[$w])))', total
 
 
 SLOS = [
@@ -1079,7 +1169,7 @@ SLOS = [
 ]
 # Multi-window, multi-burn-rate alerts (Google SRE workbook, "Alerting on SLOs", table 5-8):
 # (severity, long window, short window, burn rate) for a 30-day budget.
-BURN_ALERTS = {
+BURN_ALERTS: dict[str, tuple[str, str, list[tuple[str, str, float]]]] = {
     "SLOErrorBudgetBurnFast": ("page", "2m", [("1h", "5m", 14.4), ("6h", "30m", 6)]),
     "SLOErrorBudgetBurnSlow": ("ticket", "15m", [("1d", "2h", 3), ("3d", "6h", 1)]),
 }
@@ -1093,8 +1183,16 @@ def slo_rules() -> dict:
         sel = f'{{slo="{slo.name}"}}'
         rules: list[dict] = [
             {"record": "slo:objective:ratio", "expr": f"vector({slo.objective})", "labels": label},
-            {"record": "slo:sli_errors:rate5m", "expr": slo.errors.replace("$w", "5m"), "labels": label},
-            {"record": "slo:sli_requests:rate5m", "expr": slo.total.replace("$w", "5m"), "labels": label},
+            {
+                "record": "slo:sli_errors:rate5m",
+                "expr": slo.errors.replace("$w", "5m"),
+                "labels": label,
+            },
+            {
+                "record": "slo:sli_requests:rate5m",
+                "expr": slo.total.replace("$w", "5m"),
+                "labels": label,
+            },
         ]
         for w in WINDOWS:
             expr = f"{slo.errors.replace('$w', w)}\n/\n{slo.total.replace('$w', w)}"
@@ -1118,7 +1216,9 @@ def slo_rules() -> dict:
                 f"  and\n  slo:sli_error:ratio_rate{short}{sel} > {burn} * {slo.budget}\n)"
                 for long, short, burn in pairs
             ]
-            windows = " or ".join(f"{burn} over both {long} and {short}" for long, short, burn in pairs)
+            windows = " or ".join(
+                f"{burn} over both {long} and {short}" for long, short, burn in pairs
+            )
             rules.append(
                 {
                     "alert": alert,
@@ -1165,7 +1265,8 @@ def slos() -> Dashboard:
                     ),
                     stat(
                         "Error budget remaining",
-                        "Share of the 30-day error budget not yet spent; below 0 the SLO is missed.",
+                        "Share of the 30-day error budget not yet spent; below 0 the SLO is "
+                        "missed.",
                         [target(f"slo:error_budget_remaining:ratio{sel}")],
                         unit="percentunit",
                         decimals=1,
@@ -1254,7 +1355,9 @@ def render() -> dict[Path, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is stale")
     args = parser.parse_args()
     stale = []
@@ -1266,7 +1369,9 @@ def main() -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
     for path in stale:
-        print(("stale: " if args.check else "wrote ") + str(path.relative_to(DASHBOARDS_DIR.parent)))
+        print(
+            ("stale: " if args.check else "wrote ") + str(path.relative_to(DASHBOARDS_DIR.parent))
+        )
     return 1 if args.check and stale else 0
 
 

@@ -158,7 +158,11 @@ def stat(
     thresholds: list[tuple[str, float | None]] | None = None,
 ) -> Json:
     panel = _panel("stat", title, description, targets, w, h)
-    defaults: Json = {"unit": unit, "color": {"mode": "thresholds"}, "thresholds": _thresholds(thresholds)}
+    defaults: Json = {
+        "unit": unit,
+        "color": {"mode": "thresholds"},
+        "thresholds": _thresholds(thresholds),
+    }
     if decimals is not None:
         defaults["decimals"] = decimals
     panel["fieldConfig"] = {"defaults": defaults, "overrides": []}
@@ -288,7 +292,11 @@ def query_variable(name: str, label: str, query: str) -> Json:
         "type": "query",
         "datasource": DATASOURCE,
         "definition": query,
-        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "query": {
+            "qryType": 1,
+            "query": query,
+            "refId": "PrometheusVariableQueryEditor-VariableQuery",
+        },
         "current": {},
         "hide": 0,
         "includeAll": False,
@@ -314,7 +322,9 @@ def textbox_variable(name: str, label: str, default: str) -> Json:
     }
 
 
-def annotation(name: str, expr: str, *, title: str, text: str, color: str, tag_keys: str = "") -> Json:
+def annotation(
+    name: str, expr: str, *, title: str, text: str, color: str, tag_keys: str = ""
+) -> Json:
     """Marks or regions from a PromQL query: consecutive points merge into one region."""
     return {
         "name": name,

@@ -22,7 +22,14 @@ from typing import Any
 
 import httpx
 
-from dashboards.queries import DASHBOARDS_DIR, Panel, load_dashboards, panels, substitute, variable_values
+from dashboards.queries import (
+    DASHBOARDS_DIR,
+    Panel,
+    load_dashboards,
+    panels,
+    substitute,
+    variable_values,
+)
 
 DEFAULT_PROMETHEUS = "http://127.0.0.1:59090"
 DEFAULT_OUT = DASHBOARDS_DIR.parent / "results" / "dashboards"
@@ -42,7 +49,9 @@ def seconds(duration: str) -> int:
 def legend(fmt: str, labels: dict[str, str]) -> str:
     """Grafana's legendFormat: {{label}} replaced by the series' label (empty when absent)."""
     if fmt in ("", "__auto"):
-        return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__") or "value"
+        return (
+            ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__") or "value"
+        )
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt).strip()
 
 
@@ -53,11 +62,22 @@ class Renderer:
         self.step = max(5, int((end - start) / 240))
         self.values = values
         self.client = httpx.Client(timeout=30)
+        self.grid = [start + i * self.step for i in range(int((end - start) // self.step) + 1)]
+        self.times = [datetime.fromtimestamp(t) for t in self.grid]
+
+    def on_grid(self, samples: list[list[Any]]) -> list[float]:
+        """A series' samples on the query's time grid, NaN where it has none."""
+        by_step = {round((float(t) - self.start) / self.step): float(v) for t, v in samples}
+        return [by_step.get(i, math.nan) for i in range(len(self.grid))]
 
     def query(self, expr: str, variables: dict[str, str]) -> list[dict[str, Any]]:
         interval = f"{max(20, 4 * self.step)}s"
-        expr = substitute(expr, {"__rate_interval": interval, "__interval": f"{self.step}s",
-                                 "__range": f"{int(self.end - self.start)}s", **variables})  # fmt: skip
+        builtins = {
+            "__rate_interval": interval,
+            "__interval": f"{self.step}s",
+            "__range": f"{int(self.end - self.start)}s",
+        }
+        expr = substitute(expr, {**builtins, **variables})
         response = self.client.get(
             f"{self.prometheus}/api/v1/query_range",
             params={"query": expr, "start": self.start, "end": self.end, "step": self.step},
@@ -76,18 +96,18 @@ class Renderer:
                 drawn |= draw_heatmap(ax, result)
                 continue
             for series in result:
-                points = [(float(t), float(v)) for t, v in series["values"] if not math.isnan(float(v))]
-                if not points:
+                values = self.on_grid(series["values"])
+                numbers = [v for v in values if not math.isnan(v)]
+                if not numbers:
                     continue
                 drawn = True
-                times = [datetime.fromtimestamp(t) for t, _ in points]
                 label = legend(target.get("legendFormat", ""), series["metric"])
                 if kind == "stat":
-                    ax.plot(times, [v for _, v in points], alpha=0.4)
-                    ax.text(0.5, 0.5, format_value(points[-1][1], unit), transform=ax.transAxes,
+                    ax.plot(self.times, values, alpha=0.4)
+                    ax.text(0.5, 0.5, format_value(numbers[-1], unit), transform=ax.transAxes,
                             ha="center", va="center", fontsize=22, weight="bold")  # fmt: skip
-                else:
-                    ax.plot(times, [v for _, v in points], label=label[:60], linewidth=1.2)
+                else:  # NaN where the series has no sample: a gap, as Grafana draws it
+                    ax.plot(self.times, values, label=label[:60], linewidth=1.2)
         ax.set_title(panel.title, fontsize=10, loc="left")
         if kind == "timeseries" and drawn:
             ax.set_ylabel(UNITS.get(unit, ""), fontsize=8)
@@ -104,7 +124,8 @@ def draw_heatmap(ax: Any, result: list[dict[str, Any]]) -> bool:
     import numpy as np
 
     rows = sorted(
-        ((float(s["metric"]["le"]), s["values"]) for s in result if "le" in s["metric"]), key=lambda r: r[0]
+        ((float(s["metric"]["le"]), s["values"]) for s in result if "le" in s["metric"]),
+        key=lambda r: r[0],
     )
     if not rows:
         return False
@@ -115,7 +136,13 @@ def draw_heatmap(ax: Any, result: list[dict[str, Any]]) -> bool:
         for t, v in values:
             cumulative[r, index[float(t)]] = 0.0 if math.isnan(float(v)) else float(v)
     counts = np.diff(cumulative, axis=0, prepend=0).clip(min=0)
-    ax.pcolormesh([datetime.fromtimestamp(t) for t in times], range(len(rows)), counts, shading="nearest", cmap="Oranges")
+    ax.pcolormesh(
+        [datetime.fromtimestamp(t) for t in times],
+        range(len(rows)),
+        counts,
+        shading="nearest",
+        cmap="Oranges",
+    )
     ax.set_yticks(range(len(rows)), [f"{le:g}" for le, _ in rows], fontsize=6)
     ax.set_ylabel("≤ seconds", fontsize=8)
     return bool(counts.any())
@@ -145,7 +172,8 @@ def render(dashboard: dict[str, Any], renderer: Renderer, out: Path) -> tuple[Pa
         with_data += renderer.draw(ax, panel, variables)
     for ax in list(axes.flat)[len(chosen) :]:
         ax.axis("off")
-    window = f"{datetime.fromtimestamp(renderer.start):%Y-%m-%d %H:%M} to {datetime.fromtimestamp(renderer.end):%H:%M}"
+    start, end = datetime.fromtimestamp(renderer.start), datetime.fromtimestamp(renderer.end)
+    window = f"{start:%Y-%m-%d %H:%M} to {end:%H:%M}"
     fig.suptitle(f"{dashboard['title']} ({window}, {renderer.prometheus})", fontsize=13)
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -157,9 +185,13 @@ def render(dashboard: dict[str, Any], renderer: Renderer, out: Path) -> tuple[Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prometheus", default=DEFAULT_PROMETHEUS)
-    parser.add_argument("--since", type=seconds, default=seconds("30m"), help="how far back (30m, 2h)")
+    parser.add_argument(
+        "--since", type=seconds, default=seconds("30m"), help="how far back (30m, 2h)"
+    )
     parser.add_argument("--dashboard", action="append", help="uid (repeatable); default: all")
     parser.add_argument("--service", default="gateway", help="value of $service (Service detail)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)

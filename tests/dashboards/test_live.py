@@ -27,12 +27,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
+from dashboards import render
 from dashboards.queries import (
     DASHBOARDS_DIR,
     RULES_DIR,
@@ -56,6 +58,7 @@ PRODUCT_READS = 600
 ORDERS = 60
 BURST_SECONDS = 45
 CONCURRENCY = 8
+UP = 'up{job=~"gateway|orders|payments|worker"}'
 PER_SERVICE_P50 = "histogram_quantile(0.5, job_le:server_duration_seconds_bucket:rate1m)"
 
 
@@ -64,6 +67,10 @@ def prom(path: str, **params: Any) -> Any:
     body = response.json()
     assert response.status_code == 200 and body["status"] == "success", f"{path} {params}: {body}"
     return body["data"]
+
+
+def instant(query: str) -> list[dict[str, Any]]:
+    return prom("/api/v1/query", query=query)["result"]  # type: ignore[no-any-return]
 
 
 def ok(url: str) -> bool:
@@ -84,12 +91,16 @@ def wait_for(what: str, check: Any, timeout: float, every: float = 1.0) -> Any:
         time.sleep(every)
 
 
-def ensure_stack() -> None:
+def ensure_stack() -> bool:
+    """Starts the local infrastructure (left running, like the `infra` fixture does) and the
+    services when they do not answer; True when this started the services."""
     if not ok(f"{PROMETHEUS}/-/ready"):
         subprocess.run(["scripts/local-infra.sh", "up"], cwd=REPO, check=True, timeout=300)
-    if not ok(f"{GATEWAY}/readyz"):
+    started = not ok(f"{GATEWAY}/readyz")
+    if started:
         subprocess.run(["scripts/local-services.sh", "up"], cwd=REPO, check=True, timeout=300)
     wait_for("the gateway to be ready", lambda: ok(f"{GATEWAY}/readyz"), 60)
+    return started
 
 
 def load_current_rules() -> None:
@@ -166,21 +177,19 @@ def run(expr: str) -> Outcome:
 
 
 @pytest.fixture(scope="module")
-def live_stack() -> dict[str, Any]:
-    ensure_stack()
+def live_stack() -> Iterator[dict[str, Any]]:
+    started_services = ensure_stack()
+    try:
+        yield prepare()
+    finally:
+        if started_services:  # leave the machine as we found it: the services use CPU
+            subprocess.run(["scripts/local-services.sh", "down"], cwd=REPO, timeout=120)
+
+
+def prepare() -> dict[str, Any]:
+    """Current rules loaded, all services scraped, a burst of traffic seen by every rule."""
     load_current_rules()
-    wait_for(
-        "all four services to be scraped",
-        lambda: (
-            len(
-                prom("/api/v1/query", query='up{job=~"gateway|orders|payments|worker"} == 1')[
-                    "result"
-                ]
-            )
-            == 4
-        ),
-        60,
-    )
+    wait_for("all four services to be scraped", lambda: len(instant(f"{UP} == 1")) == 4, 60)
     statuses = asyncio.run(burst())
     assert statuses.get(200, 0) > 0 and statuses.get(202, 0) > 0, statuses
     # Scrapes every 5 s, rules every 5 s (SLO groups every 30 s): wait until every recorded
@@ -188,7 +197,7 @@ def live_stack() -> dict[str, Any]:
     records = sorted({r.name for r in load_rules() if r.kind == "record"})
     wait_for(
         "every recording rule to produce a series",
-        lambda: all(prom("/api/v1/query", query=name)["result"] for name in records),
+        lambda: all(instant(name) for name in records),
         90,
         every=3,
     )
@@ -196,20 +205,22 @@ def live_stack() -> dict[str, Any]:
     # overview's per-service latency has all four.
     wait_for(
         "a latency figure for each of the four services",
-        lambda: len(prom("/api/v1/query", query=f"{PER_SERVICE_P50} >= 0")["result"]) == 4,
+        lambda: len(instant(f"{PER_SERVICE_P50} >= 0")) == 4,
         60,
         every=3,
     )
-    loadgen = bool(prom("/api/v1/query", query='up{job="loadgen"} == 1')["result"])
+    loadgen = bool(instant('up{job="loadgen"} == 1'))
     return {"statuses": statuses, "loadgen": loadgen}
 
 
-def test_variable_queries_find_the_services(live_stack: dict[str, Any]) -> None:
-    jobs = {
-        s["metric"]["job"]
-        for s in prom("/api/v1/query", query='up{job=~"gateway|orders|payments|worker"}')["result"]
-    }
-    assert jobs == set(SERVICES)
+def test_service_variable_lists_the_four_services(live_stack: dict[str, Any]) -> None:
+    """label_values(selector, label), answered the way Grafana asks Prometheus for it."""
+    (dashboard,) = [d for d in load_dashboards() if d["uid"] == "perflab-service"]
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "service"]
+    match = re.fullmatch(r"label_values\((.*), *(\w+)\)", variable["definition"])
+    assert match, variable["definition"]
+    selector, label = match.groups()
+    assert set(prom(f"/api/v1/label/{label}/values", **{"match[]": selector})) == set(SERVICES)
 
 
 def _service_values(dashboard: dict[str, Any]) -> list[dict[str, str]]:
@@ -271,7 +282,8 @@ def _check_panel(
             ].jobs != _jobs_of(t["expr"]):
                 jobs = sorted(results[(t["refId"], 0)].jobs)
                 problems.append(
-                    f"{panel} query {t['refId']} has data for {jobs}, not {sorted(_jobs_of(t['expr']))}"
+                    f"{panel} query {t['refId']} has data for {jobs}, "
+                    f"not {sorted(_jobs_of(t['expr']))}"
                 )
     for i, values in enumerate(choices):
         if not any(results[(t["refId"], i)].has_data for t in targets):
@@ -325,3 +337,14 @@ def test_exemplars_open_a_trace_in_jaeger(live_stack: dict[str, Any]) -> None:
         return response.status_code == 200 and bool(response.json().get("data"))
 
     wait_for(f"Jaeger to have trace {trace_id}", found, 30, every=2)
+
+
+def test_render_draws_the_run_to_png(live_stack: dict[str, Any], tmp_path: Path) -> None:
+    """`python -m dashboards.render` draws every local panel of the overview with data."""
+    end = time.time()
+    renderer = render.Renderer(PROMETHEUS, end - 300, end, {"service": "orders"})
+    (overview,) = [d for d in load_dashboards() if d["uid"] == "perflab-overview"]
+    path, with_data, drawn = render.render(overview, renderer, tmp_path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    local = [p for p in panels(overview) if p.source == "local"]
+    assert with_data >= len(local), f"{with_data} of {drawn} panels drawn with data"

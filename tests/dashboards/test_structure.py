@@ -254,6 +254,7 @@ def test_metric_name_scan() -> None:
     expr = (
         "histogram_quantile(0.99, sum by (le, rpc_method) (rate(rpc_client_duration_seconds_bucket"
         '{job="$service", rpc_method!="x"}[$__rate_interval]))) / on (job) group_left () '
-        'slo:objective:ratio offset 5m > 1e3 or vector(0) unless label_replace(up, "a", "$1", "b", "(.*)")'
+        "slo:objective:ratio offset 5m > 1e3 or vector(0) "
+        'unless label_replace(up, "a", "$1", "b", "(.*)")'
     )
     assert metric_names(expr) == {"rpc_client_duration_seconds_bucket", "slo:objective:ratio", "up"}

@@ -613,8 +613,5 @@ def test_external_dependencies_get_egress_by_port(rendered_scenarios):
         for p in r["ports"]
         if any("ipBlock" in t for t in r.get("to", []))
     }
-    assert external == {
-        6432,
-        9094,
-        4317,
-    }  # PostgreSQL, Kafka, OTLP from ci/external-infra-values.yaml
+    # PostgreSQL, Kafka, Redis (the fault switches), OTLP from ci/external-infra-values.yaml
+    assert external == {6432, 9094, 6380, 4317}

@@ -217,7 +217,7 @@ look), the addresses of its dependencies, then the service's own `env` values.
 {{- $_ := set $env "DATABASE_URL" $url }}
 {{- end }}
 {{- if has "redis" $svc.dependsOn }}
-{{- $_ := set $env "REDIS_URL" (include "perflab.redis.url" $root) }}
+{{- range $svc.redisEnv | default (list "REDIS_URL") }}{{ $_ := set $env . (include "perflab.redis.url" $root) }}{{ end }}
 {{- end }}
 {{- toJson $env }}
 {{- end }}
