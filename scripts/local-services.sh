@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 cmd=${1:-status}
+# One `up` or `down` at a time: two racing `up`s would start the services twice.
+mkdir -p "$RUN_DIR"
+exec 9>"$RUN_DIR/services.lock"
+flock 9
 .venv/bin/python -m perflab.common.localstack "$cmd" --data-dir "$PERFLAB_DATA"
 if [ "$cmd" = up ]; then
   cat >&2 <<URLS
