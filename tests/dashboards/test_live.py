@@ -57,6 +57,7 @@ SERVICES = ("gateway", "orders", "payments", "worker")
 PRODUCT_READS = 600
 ORDERS = 60
 BURST_SECONDS = 45
+SPREAD_SECONDS = 25
 CONCURRENCY = 8
 UP = 'up{job=~"gateway|orders|payments|worker"}'
 PER_SERVICE_P50 = "histogram_quantile(0.5, job_le:server_duration_seconds_bucket:rate1m)"
@@ -94,8 +95,8 @@ def wait_for(what: str, check: Any, timeout: float, every: float = 1.0) -> Any:
 def ensure_stack() -> bool:
     """Starts the local infrastructure (left running, like the `infra` fixture does) and the
     services when they do not answer; True when this started the services."""
-    if not ok(f"{PROMETHEUS}/-/ready"):
-        subprocess.run(["scripts/local-infra.sh", "up"], cwd=REPO, check=True, timeout=300)
+    # Idempotent and quick when everything runs; starts only what does not.
+    subprocess.run(["scripts/local-infra.sh", "up"], cwd=REPO, check=True, timeout=300)
     started = not ok(f"{GATEWAY}/readyz")
     if started:
         subprocess.run(["scripts/local-services.sh", "up"], cwd=REPO, check=True, timeout=300)
@@ -123,34 +124,43 @@ def _rule_groups_in_files() -> Iterator[dict[str, Any]]:
 
 
 async def burst() -> dict[int, int]:
-    """A bounded burst of API traffic: product reads (a hot set read twice, so the cache both
-    misses and hits, plus concurrent reads of cold products for the stampede protection), a
-    few unknown products (404), and orders that go through the whole payment pipeline."""
+    """A bounded burst of API traffic, spread over SPREAD_SECONDS so that every counter moves
+    across several scrapes (a counter a fresh process creates and bumps between two scrapes
+    shows no rate): product reads (a hot set read twice, so the cache misses and hits), cold
+    products read by CONCURRENCY clients at once (stampede protection), unknown products
+    (404), and orders that go through the whole payment pipeline."""
     rng = random.Random(5)
+    order = {"customer_id": "c1", "items": [{"product_id": 5, "quantity": 1}]}
     hot = [rng.randint(1, 10_000) for _ in range(PRODUCT_READS // 3)]
-    cold = [rng.randint(1, 10_000) for _ in range(PRODUCT_READS // 24)]
-    requests: list[tuple[str, str, Any]] = [("GET", f"/api/products/{p}", None) for p in hot + hot]
-    requests += [("GET", f"/api/products/{p}", None) for p in cold for _ in range(CONCURRENCY)]
-    requests += [("GET", "/api/products/99999999", None)] * 10
-    requests += [
-        ("POST", "/api/orders", {"customer_id": "c1", "items": [{"product_id": 5, "quantity": 1}]})
-        for _ in range(ORDERS)
+    reads = [[("GET", f"/api/products/{p}", None)] for p in hot + hot]
+    cold_ids = [rng.randint(1, 10_000) for _ in range(PRODUCT_READS // 24)]
+    cold = [[("GET", f"/api/products/{p}", None)] * CONCURRENCY for p in cold_ids]
+    batches: list[list[tuple[str, str, Any]]] = [
+        *(
+            list(itertools.chain(*reads[i : i + CONCURRENCY]))
+            for i in range(0, len(reads), CONCURRENCY)
+        ),
+        *cold,
+        *([("GET", "/api/products/99999999", None)] for _ in range(10)),
+        *([("POST", "/api/orders", order)] for _ in range(ORDERS)),
     ]
+    rng.shuffle(batches)
     statuses: dict[int, int] = {}
-    queue: asyncio.Queue[tuple[str, str, Any]] = asyncio.Queue()
-    for request in requests:
-        queue.put_nowait(request)
-    deadline = time.monotonic() + BURST_SECONDS
+    started = time.monotonic()
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty() and time.monotonic() < deadline:
-            method, path, body = queue.get_nowait()
-            response = await client.request(method, path, json=body)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+    async def send(client: httpx.AsyncClient, method: str, path: str, body: Any) -> None:
+        response = await client.request(method, path, json=body)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
     headers = {"X-Client-Id": "dashboards-live-test"}
     async with httpx.AsyncClient(base_url=GATEWAY, timeout=10, headers=headers) as client:
-        await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+        for i, batch in enumerate(batches):
+            await asyncio.sleep(
+                max(0.0, started + i * SPREAD_SECONDS / len(batches) - time.monotonic())
+            )
+            if time.monotonic() - started > BURST_SECONDS:
+                break
+            await asyncio.gather(*(send(client, *request) for request in batch))
     return statuses
 
 

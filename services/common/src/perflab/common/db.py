@@ -2,6 +2,8 @@
 
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from prometheus_client import Gauge
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import QueuePool
 
@@ -40,3 +42,32 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """A reason when `exc` means the database is down, restarting or saturated (the caller
+    may retry: gRPC UNAVAILABLE, HTTP 503), None for any other error. A restarted PostgreSQL
+    or an exhausted pool must reach the client as 503 with a reason, not as UNKNOWN.
+
+    Errors come wrapped by SQLAlchemy (DBAPIError) or, when opening a connection, straight
+    from asyncpg; both carry PostgreSQL's SQLSTATE when the server sent one."""
+    if isinstance(exc, PoolTimeout):
+        return "database connection pool exhausted"
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    if state == "57014":
+        return "database query timed out"
+    # 08xxx: connection exceptions; 57P0x: admin shutdown, crash shutdown, cannot connect now.
+    if state[:2] == "08" or state.startswith("57P"):
+        return "database unavailable"
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, InterfaceError)
+    ):
+        return "database unavailable"
+    if type(exc).__module__.startswith("asyncpg") and "InterfaceError" in {
+        c.__name__ for c in type(exc).__mro__
+    }:
+        return "database unavailable"  # e.g. "the underlying connection is closed"
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return "database unreachable"
+    return None
