@@ -26,25 +26,36 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
+async def _admin(infra: Infra) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        host=infra.host, port=int(infra.postgres), user="perflab", database="postgres"
+    )
+
+
 @asynccontextmanager
 async def fresh_database(infra: Infra, migrations: str | None = None) -> AsyncIterator[str]:
     """A new empty database (migrated with `migrations`, e.g. "perflab.orders:migrations"),
-    dropped afterwards. Yields its SQLAlchemy URL."""
+    dropped afterwards. Yields its SQLAlchemy URL. Connects anew to drop it: PostgreSQL may
+    have been restarted meanwhile (the chaos suite does that)."""
     from perflab.common.migrate import upgrade
 
     name = unique("test_")
-    admin = await asyncpg.connect(
-        host=infra.host, port=int(infra.postgres), user="perflab", database="postgres"
-    )
+    admin = await _admin(infra)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
         url = infra.database_url(name)
         if migrations:
             await asyncio.to_thread(upgrade, migrations, url)
         yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        admin = await _admin(infra)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 async def fresh_topics(infra: Infra, partitions: int = 3) -> str:
