@@ -61,6 +61,10 @@ faults: ## List the faults, what each demonstrates, and their current values.
 faults-reset: ## Switch every fault off.
 	$(FAULTS_CMD) reset
 
+.PHONY: chaos
+chaos: venv ## The full chaos suite on an isolated copy of the stack (30 s outages); prints a table.
+	CHAOS_FULL=1 $(PY) -m pytest tests/e2e/test_chaos.py -q -p no:cacheprovider
+
 ##@ Quality
 
 .PHONY: lint

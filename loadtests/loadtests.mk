@@ -27,8 +27,13 @@ spike: venv ## Spike test: 10x the baseline rate within seconds, then back.
 stress: venv ## Stress test: step users up until a threshold breaks; reports the breaking point.
 	$(LOADTEST) stress
 
-soak: venv ## Soak test: steady moderate load for DURATION (default 1h), e.g. DURATION=30m.
-	$(LOADTEST) soak
+# Prometheus that watched the target, for the soak verdict.
+PROMETHEUS_URL ?= $(if $(filter kind,$(TARGET)),http://localhost:9090,http://127.0.0.1:59090)
+
+soak: venv ## Soak test: steady load for DURATION (default 30m), then a verdict on memory growth and latency drift per service.
+	@start=$$(date +%s); status=0; $(LOADTEST) soak || status=$$?; \
+	$(PY) -m loadtests.soak_verdict --prometheus $(PROMETHEUS_URL) --start $$start || status=1; \
+	exit $$status
 
 breakpoint: venv ## Breakpoint test: ramp the arrival rate until the system fails.
 	$(LOADTEST) breakpoint
