@@ -48,7 +48,7 @@ RECORDED_BUCKETS = "job_le:server_duration_seconds_bucket:rate1m"
 CPU, MEMORY = 'resource="cpu"', 'resource="memory"'
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
-LOAD_ANNOTATIONS = [
+RUN_ANNOTATIONS = [
     annotation(
         "Load test running",
         "max by (scenario) (locust_test_running) > 0",
@@ -64,6 +64,14 @@ LOAD_ANNOTATIONS = [
         text="locust_test_running changed",
         color="rgba(255, 96, 96, 1)",
         tag_keys="scenario",
+    ),
+    annotation(
+        "Faults injected",
+        f"max by (fault) (perflab_fault_value{{{JOBS}}}) > 0",
+        title="Fault {{fault}}",
+        text="switched on (admin API)",
+        color="rgba(180, 90, 255, 0.25)",
+        tag_keys="fault",
     ),
 ]
 JAEGER_VARIABLE = textbox_variable("jaeger_url", "Jaeger UI", "http://localhost:16686")
@@ -259,6 +267,50 @@ def overview() -> Dashboard:
             ),
         ],
     )
+    resilience = Row(
+        "Resilience",
+        [
+            timeseries(
+                "Requests refused by the gateway",
+                "Requests the gateway sheds with 503 because too many are in flight (admission "
+                "control), and those it rate-limits with 429.",
+                [
+                    target(
+                        sum_rate('http_server_shed_requests_total{job="gateway"}'), "shed (503)"
+                    ),
+                    target(
+                        with_zero(
+                            sum_rate('http_requests_total{job="gateway", status="429"}'),
+                            sum_rate('http_requests_total{job="gateway"}'),
+                        ),
+                        "rate limited (429)",
+                    ),
+                ],
+                unit="reqps",
+                w=8,
+            ),
+            timeseries(
+                "Circuit breakers",
+                "State of each circuit breaker: 0 closed, 1 half-open, 2 open (calls fail fast).",
+                [
+                    target(
+                        f"max by (job, name) (circuit_breaker_state{{{JOBS}}})",
+                        "{{name}} (in {{job}})",
+                    )
+                ],
+                thresholds=[("green", None), ("orange", 1), ("red", 2)],
+                w=8,
+            ),
+            timeseries(
+                "Injected faults",
+                "Faults switched on through the admin API (`make fault`): 0 is off. Also shown as "
+                "annotations.",
+                [target(f"max by (fault) (perflab_fault_value{{{JOBS}}})", "{{fault}}")],
+                minimum=None,
+                w=8,
+            ),
+        ],
+    )
     pipeline = Row(
         "Order pipeline",
         [
@@ -303,9 +355,9 @@ def overview() -> Dashboard:
         title="perflab / Lab overview",
         description="The load beside what each service does with it: rate, errors, latency, "
         "replicas, and the order pipeline. Load tests are annotated.",
-        rows=rows(load, red, capacity, pipeline),
+        rows=rows(load, red, capacity, resilience, pipeline),
         variables=[JAEGER_VARIABLE],
-        annotations=LOAD_ANNOTATIONS,
+        annotations=RUN_ANNOTATIONS,
         links=LINKS,
     )
 
@@ -535,7 +587,7 @@ def service_detail() -> Dashboard:
         "that open the trace in Jaeger, what it waits on, concurrency, CPU and memory.",
         rows=rows(red, saturation, kubernetes),
         variables=[SERVICE_VARIABLE, JAEGER_VARIABLE],
-        annotations=LOAD_ANNOTATIONS,
+        annotations=RUN_ANNOTATIONS,
         links=LINKS,
     )
 
@@ -748,7 +800,7 @@ def async_pipeline() -> Dashboard:
         "time, retries, dead letters.",
         rows=rows(totals, flow, latency, failures),
         variables=[JAEGER_VARIABLE],
-        annotations=LOAD_ANNOTATIONS,
+        annotations=RUN_ANNOTATIONS,
         links=LINKS,
     )
 
@@ -882,7 +934,7 @@ def autoscaling() -> Dashboard:
         "against target, scale events, pod readiness. Needs kube-state-metrics and cAdvisor "
         "(the kind cluster); the last row works locally too.",
         rows=rows(hpas, containers, everywhere),
-        annotations=LOAD_ANNOTATIONS,
+        annotations=RUN_ANNOTATIONS,
         links=LINKS,
     )
 
@@ -1094,7 +1146,7 @@ def data_stores() -> Dashboard:
         "need redis_exporter / postgres_exporter (collapsed rows).",
         rows=rows(redis, postgres, redis_server, pg_server),
         variables=[JAEGER_VARIABLE],
-        annotations=LOAD_ANNOTATIONS,
+        annotations=RUN_ANNOTATIONS,
         links=LINKS,
     )
 
@@ -1298,7 +1350,7 @@ def slos() -> Dashboard:
         description="Availability and latency SLOs of the gateway and the order pipeline: "
         "attainment, error budget and multi-window burn rates (rules in rules/slo.yml).",
         rows=rows(*sections),
-        annotations=LOAD_ANNOTATIONS,
+        annotations=RUN_ANNOTATIONS,
         links=LINKS,
         time_from="now-6h",
     )
