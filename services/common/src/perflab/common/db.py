@@ -1,12 +1,17 @@
 """Async SQLAlchemy engine with tracing and connection-pool metrics."""
 
+import time
+from typing import Any
+
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from prometheus_client import Gauge
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import QueuePool
 
+from perflab.common.metrics import DB_CLIENT_OPERATION_DURATION, observe
 from perflab.common.settings import DatabaseSettings
 
 DB_CONNECTIONS_USAGE = Gauge(
@@ -32,12 +37,30 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         connect_args={"server_settings": server_settings},
     )
     SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
+    _time_statements(engine)
     pool = engine.sync_engine.pool
     if isinstance(pool, QueuePool):
         DB_CONNECTIONS_USAGE.labels("used").set_function(pool.checkedout)
         DB_CONNECTIONS_USAGE.labels("idle").set_function(pool.checkedin)
         DB_CONNECTIONS_MAX.set(settings.db_pool_size + settings.db_max_overflow)
     return engine
+
+
+def _time_statements(engine: AsyncEngine) -> None:
+    """`db_client_operation_duration_seconds` by operation (SELECT, INSERT, ...), with the
+    trace id as exemplar: query latency per statement kind on the dashboards."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _start(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["perflab_started"] = time.perf_counter()  # one statement at a time
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _stop(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        started = conn.info.pop("perflab_started", None)
+        if started is None:
+            return
+        operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
+        observe(DB_CLIENT_OPERATION_DURATION, time.perf_counter() - started, db_operation=operation)
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

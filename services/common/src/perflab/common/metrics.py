@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Mapping
 from http.server import ThreadingHTTPServer
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.exposition import MetricsHandler
 
 from perflab.common.telemetry import current_trace_id
@@ -36,10 +36,17 @@ DB_CLIENT_OPERATION_DURATION = Histogram(
 )
 
 
+PUBLISHED = Counter(
+    "messaging_client_published_messages_total",
+    "Messages this process had acknowledged by Kafka, by topic.",
+    ["topic"],
+)
+
+
 def observe(histogram: Histogram, seconds: float, **labels: str) -> None:
     """Records a latency with the active trace id as exemplar (when there is one)."""
     trace_id = current_trace_id()
-    histogram.labels(**labels).observe(
+    (histogram.labels(**labels) if labels else histogram).observe(
         seconds, exemplar={"trace_id": trace_id} if trace_id else None
     )
 

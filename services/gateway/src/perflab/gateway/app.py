@@ -6,15 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_client import REGISTRY, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from redis.asyncio import Redis
 
 from perflab.common.faults import FaultFlags
 from perflab.common.grpc import insecure_channel
+from perflab.common.metrics import LATENCY_BUCKETS, observe
 from perflab.contracts.orders.v1.orders_pb2_grpc import OrdersServiceStub
 from perflab.gateway.cache import ReadThroughCache
 from perflab.gateway.errors import grpc_error_handler
@@ -30,6 +33,25 @@ from perflab.gateway.routes import router
 from perflab.gateway.settings import Settings
 
 log = logging.getLogger(__name__)
+
+HTTP_SERVER_DURATION = Histogram(
+    "http_server_request_duration_seconds",
+    "Duration of HTTP requests (OpenTelemetry http.server.request.duration), with exemplars.",
+    ["http_route", "http_request_method", "http_response_status_code"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def _request_duration_with_exemplars(info: metrics.Info) -> None:
+    observe(
+        HTTP_SERVER_DURATION,
+        info.modified_duration,
+        http_route=info.modified_handler,
+        http_request_method=info.method,
+        http_response_status_code=info.modified_status,
+    )
+
+
 UNMONITORED = ["/metrics", "/healthz", "/readyz"]
 
 
@@ -126,10 +148,18 @@ def create_app(settings: Settings) -> FastAPI:
             status_code=200 if ready else 503,
         )
 
-    Instrumentator(
-        excluded_handlers=UNMONITORED,
-        should_group_status_codes=False,
-    ).instrument(app).expose(app, include_in_schema=False)
+    instrumentator = Instrumentator(excluded_handlers=UNMONITORED, should_group_status_codes=False)
+    instrumentator.add(metrics.default(latency_lowr_buckets=LATENCY_BUCKETS))
+    instrumentator.add(_request_duration_with_exemplars)
+    instrumentator.instrument(app)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint(request: Request) -> Response:
+        # OpenMetrics when Prometheus asks for it: the only format that carries exemplars
+        # (the trace ids on latency buckets).
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(REGISTRY), media_type=content_type)
+
     app.add_middleware(InjectedFaults, faults=faults, excluded=UNMONITORED)
     app.add_middleware(
         AdmissionControl,

@@ -43,6 +43,9 @@ class ReadThroughCache:
         self.enabled = enabled
         self._coalesce = coalesce
         self._faults = faults
+        for result in ("hit", "miss", "error"):
+            CACHE_REQUESTS.labels(name, result)  # the series exist before the first request
+        CACHE_COALESCED.labels(name)
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
 
     async def get(self, key: str, load: Callable[[], Awaitable[bytes]]) -> bytes:

@@ -22,6 +22,10 @@ DECISIONS = Counter(
 )
 
 
+for _decision in ("allowed", "limited", "error"):
+    DECISIONS.labels(_decision)
+
+
 class RateLimiter:
     def __init__(self, redis_url: str, prefix: str, requests: int, window_seconds: int):
         self._storage = RedisStorage(

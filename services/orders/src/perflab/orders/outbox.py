@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from perflab.common.faults import FaultFlags
+from perflab.common.metrics import PUBLISHED
 from perflab.orders.models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,8 @@ class OutboxRelay:
                 for row in rows:
                     OUTBOX_DELAY.observe(max(0.0, now - row.created_at.timestamp()))
                 OUTBOX_PUBLISHED.inc(len(rows))
+                for row in rows:
+                    PUBLISHED.labels(row.topic).inc()
             backlog = await session.scalar(select(func.count()).select_from(OutboxEvent))
         OUTBOX_BACKLOG.set(backlog or 0)
         return len(rows)

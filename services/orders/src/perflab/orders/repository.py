@@ -31,6 +31,10 @@ ORDER_COMPLETION = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
 
+for _status in ("PAID", "PAYMENT_FAILED"):  # the series exist before the first order completes
+    ORDERS_COMPLETED.labels(_status)
+    ORDER_COMPLETION.labels(_status)
+
 CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PENDING, PAID, PAYMENT_FAILED = "PENDING", "PAID", "PAYMENT_FAILED"
 

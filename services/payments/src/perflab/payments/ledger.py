@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from perflab.common.metrics import observe
 from perflab.payments.models import Payment
 from perflab.payments.processor import SimulatedProcessor
 
@@ -22,6 +23,9 @@ PROCESSOR_DURATION = Histogram(
     "Latency of the (simulated) card processor.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+for _result in ("approved", "declined"):
+    PAYMENTS.labels(_result)  # the series exist from the start: rate() sees the first charge
 
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -90,7 +94,7 @@ class Ledger:
 
         started = time.perf_counter()
         decision = await self._processor.charge(amount_cents)
-        PROCESSOR_DURATION.observe(time.perf_counter() - started)
+        observe(PROCESSOR_DURATION, time.perf_counter() - started)
         status = "APPROVED" if decision.approved else "DECLINED"
         async with self._sessions() as session, session.begin():
             payment = await session.scalar(

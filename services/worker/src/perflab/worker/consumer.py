@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge, Histogram
 
+from perflab.common.metrics import PUBLISHED, observe
 from perflab.worker.payment_flow import (
     CircuitOpen,
     PaymentFlow,
@@ -114,6 +115,12 @@ class OrderEventsConsumer:
         self._stopping = asyncio.Event()
         self._paused_until: dict[TopicPartition, float] = {}
         self.running = False
+        # Create the labelled series now, so rate() and increase() see their first events.
+        for counter in (CONSUMED, RETRIES, DEAD_LETTERED):
+            counter.labels(topic)
+        PUBLISHED.labels(dead_letter_topic)
+        for result in ("ok", "failed"):
+            COMMITS.labels(result)
 
     def stop(self) -> None:
         """Finish the messages in hand, commit, and return from `run`."""
@@ -201,8 +208,11 @@ class OrderEventsConsumer:
                 await self._dead_letter(message, str(exc))
                 return True
             finally:
-                PROCESS_DURATION.labels(message.topic, outcome).observe(
-                    time.perf_counter() - started
+                observe(
+                    PROCESS_DURATION,
+                    time.perf_counter() - started,
+                    topic=message.topic,
+                    outcome=outcome,
                 )
 
     async def _dead_letter(self, message: ConsumerRecord, reason: str) -> None:
@@ -223,6 +233,7 @@ class OrderEventsConsumer:
             self._dlq_topic, value=message.value, key=message.key, headers=headers
         )
         DEAD_LETTERED.labels(message.topic).inc()
+        PUBLISHED.labels(self._dlq_topic).inc()
         log.error(
             "message dead-lettered",
             extra={"reason": reason, "partition": message.partition, "offset": message.offset},
