@@ -263,9 +263,17 @@ cmd_down() {
   log "stopped: ${selected[*]}"
 }
 
+# One `up` or `down` at a time (tests, experiments and a user may call it together): two
+# racing starts of a component would fight over its port and data directory.
+lock() {
+  mkdir -p "$RUN_DIR"
+  exec 8>"$RUN_DIR/infra.lock"
+  flock 8
+}
+
 case ${1:-} in
-  up) cmd_up "${@:2}" ;;
-  down) cmd_down "${@:2}" ;;
+  up) lock && cmd_up "${@:2}" ;;
+  down) lock && cmd_down "${@:2}" ;;
   status) print_table ;;
   *)
     echo "usage: $0 up|down [COMPONENT...] | status   (components: ${COMPONENTS[*]})" >&2
