@@ -95,5 +95,27 @@ bench: venv ## Benchmark against the local stack: figures, not pass/fail.
 	@command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(PY) scripts/bench.py
 
+.PHONY: audit
+audit: venv ## Known vulnerabilities in constraints.txt (pip-audit); allow-list: .pip-audit-ignore.
+	$(PY) scripts/audit.py
+
 -include deploy/cluster.mk
 -include loadtests/loadtests.mk
+
+##@ Experiments
+
+# QUICK=1: a smoke run (short phases, fewer repetitions; the report says "SMOKE RUN").
+QUICK ?=
+EXPERIMENT = $(PY) -m experiments
+
+.PHONY: experiment experiments experiments-list
+
+experiment: venv ## One A/B experiment on an isolated copy of the stack: make experiment NAME=cache-impact TARGET=local [QUICK=1]
+	@[ -n "$(NAME)" ] || { echo "usage: make experiment NAME=<experiment> [TARGET=local] [QUICK=1]; make experiments-list"; exit 2; }
+	$(EXPERIMENT) run $(NAME) --target $(TARGET) $(if $(QUICK),--quick)
+
+experiments: venv ## Every experiment that applies to TARGET, one after the other [QUICK=1].
+	$(EXPERIMENT) all --target $(TARGET) $(if $(QUICK),--quick)
+
+experiments-list: venv ## The experiments, their question and where they run.
+	$(EXPERIMENT) list

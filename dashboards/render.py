@@ -31,7 +31,7 @@ from dashboards.queries import (
     variable_values,
 )
 
-DEFAULT_PROMETHEUS = "http://127.0.0.1:59090"
+DEFAULT_PROMETHEUS = "http://127.0.0.1:19090"
 DEFAULT_OUT = DASHBOARDS_DIR.parent / "results" / "dashboards"
 COLUMNS = 3
 UNITS = {"s": "seconds", "reqps": "per second", "ops": "per second", "bytes": "bytes",

@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--metrics",
-        default=os.environ.get("LOADTEST_METRICS", "127.0.0.1:59105"),
+        default=os.environ.get("LOADTEST_METRICS", "127.0.0.1:19105"),
         help="address of the Prometheus /metrics endpoint, 'off' to disable (default %(default)s)",
     )
     run.add_argument(

@@ -1,6 +1,6 @@
 """Prometheus metrics of the load generator, so Grafana can show the load beside the services.
 
-Served at http://<addr>/metrics (default 127.0.0.1:59105, scraped as job ``loadgen``). Values are
+Served at http://<addr>/metrics (default 127.0.0.1:19105, scraped as job ``loadgen``). Values are
 read from Locust's statistics and the run state at scrape time; nothing is copied on the hot path.
 
     locust_test_running{scenario}                      1 while a run is under way, 0 before/after

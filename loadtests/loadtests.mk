@@ -28,7 +28,7 @@ stress: venv ## Stress test: step users up until a threshold breaks; reports the
 	$(LOADTEST) stress
 
 # Prometheus that watched the target, for the soak verdict.
-PROMETHEUS_URL ?= $(if $(filter kind,$(TARGET)),http://localhost:9090,http://127.0.0.1:59090)
+PROMETHEUS_URL ?= $(if $(filter kind,$(TARGET)),http://localhost:9090,http://127.0.0.1:19090)
 
 soak: venv ## Soak test: steady load for DURATION (default 30m), then a verdict on memory growth and latency drift per service.
 	@start=$$(date +%s); status=0; $(LOADTEST) soak || status=$$?; \

@@ -2,11 +2,11 @@
 ``python -m loadtests run``. The chart's in-cluster master and workers run it
 (``locust -f /loadtests/locustfile.py --master`` / ``--worker``); it also gives a local web UI:
 
-    SCENARIO=load VARIANT=ci locust -f loadtests/locustfile.py --host http://127.0.0.1:58080
+    SCENARIO=load VARIANT=ci locust -f loadtests/locustfile.py --host http://127.0.0.1:18080
 
 Environment: SCENARIO (a shipped name or a path; default smoke), VARIANT, the scenario's own
 variables (RATE, DURATION, ...), LOADTEST_METRICS (master's /metrics address, default
-0.0.0.0:59105, ``off`` to disable), LOADTEST_RESULTS (a folder for summary.json and the
+0.0.0.0:19105, ``off`` to disable), LOADTEST_RESULTS (a folder for summary.json and the
 report; default: none, the summary is printed), LOADTEST_PROGRESS_EVERY (seconds, default 10).
 
 Distributed runs: the master runs the stage curve (closed loop) or holds the pre-allocated VUs
@@ -105,7 +105,7 @@ def on_init(environment: Environment, **_: Any) -> None:
         progress_every=float(os.environ.get("LOADTEST_PROGRESS_EVERY", "10")),
     )
     Session.controller = lt.Controller(CTX, options, env=environment)
-    metrics = os.environ.get("LOADTEST_METRICS", "0.0.0.0:59105")
+    metrics = os.environ.get("LOADTEST_METRICS", "0.0.0.0:19105")
     if metrics not in ("", "off", "0"):
         Session.server = exporter.serve(Session.controller, metrics)
     if isinstance(runner, MasterRunner):

@@ -466,7 +466,7 @@ def check_reachable(target: str) -> None:
 class Options:
     target: str
     out_dir: Path | None = None
-    metrics_address: str | None = "127.0.0.1:59105"  # None: no /metrics endpoint
+    metrics_address: str | None = "127.0.0.1:19105"  # None: no /metrics endpoint
     progress_every: float = 5.0
     linger: float = (
         0.0  # keep /metrics up this long after the run (so the last scrape sees the end)

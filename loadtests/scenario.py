@@ -28,7 +28,7 @@ OPEN_LOOP = (CONSTANT_ARRIVAL_RATE, RAMPING_ARRIVAL_RATE)
 
 BUILTIN_JOURNEYS = ("browse", "product", "buy", "history")
 
-TARGETS = {"local": "http://127.0.0.1:58080", "kind": "http://localhost:8080"}
+TARGETS = {"local": "http://127.0.0.1:18080", "kind": "http://localhost:8080"}
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 
 COMMON_KEYS = {

@@ -90,7 +90,7 @@ def query_range(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prometheus", default="http://127.0.0.1:59090")
+    parser.add_argument("--prometheus", default="http://127.0.0.1:19090")
     parser.add_argument("--start", type=float, required=True, help="unix time the soak began")
     parser.add_argument("--end", type=float, default=None, help="unix time it ended (now)")
     parser.add_argument("--step", type=float, default=None, help="resolution (duration/120)")

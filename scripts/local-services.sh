@@ -15,15 +15,15 @@ if [ "$cmd" = up ]; then
   cat >&2 <<URLS
 
 perflab is running locally:
-  API (gateway)     http://127.0.0.1:58080/api/products      docs: http://127.0.0.1:58080/docs
+  API (gateway)     http://127.0.0.1:18080/api/products      docs: http://127.0.0.1:18080/docs
   Prometheus        http://127.0.0.1:${PROMETHEUS_PORT}
   Jaeger (HTTP API) http://127.0.0.1:${JAEGER_UI_PORT}/api/services
-  orders gRPC       127.0.0.1:50051    metrics http://127.0.0.1:59101/metrics
-  payments gRPC     127.0.0.1:50052    metrics http://127.0.0.1:59102/metrics
-  worker            metrics http://127.0.0.1:59103/metrics
+  orders gRPC       127.0.0.1:15051    metrics http://127.0.0.1:19101/metrics
+  payments gRPC     127.0.0.1:15052    metrics http://127.0.0.1:19102/metrics
+  worker            metrics http://127.0.0.1:19103/metrics
   logs              $PERFLAB_DATA/logs/
 
-Try:  curl -s -XPOST localhost:58080/api/orders -H 'content-type: application/json' \\
+Try:  curl -s -XPOST localhost:18080/api/orders -H 'content-type: application/json' \\
         -d '{"customer_id":"me","items":[{"product_id":1,"quantity":2}]}'
 Stop: make local-down
 URLS

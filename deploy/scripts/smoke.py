@@ -3,8 +3,8 @@
 kind cluster, given their base URLs.
 
     deploy/scripts/smoke.py                                  # the kind cluster's URLs
-    deploy/scripts/smoke.py --gateway http://127.0.0.1:58080 \\
-        --prometheus http://127.0.0.1:59090 --jaeger http://127.0.0.1:56686   # `make local`
+    deploy/scripts/smoke.py --gateway http://127.0.0.1:18080 \\
+        --prometheus http://127.0.0.1:19090 --jaeger http://127.0.0.1:16686   # `make local`
     deploy/scripts/smoke.py --kube-context kind-perflab      # plus the cluster-only checks
 
 Checks: orders placed through the gateway reach a final status (PAID or PAYMENT_FAILED); one

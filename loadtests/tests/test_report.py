@@ -58,7 +58,7 @@ def summary(**overrides: Any) -> dict[str, Any]:
             "executor": "ramping-arrival-rate",
             "source": "load.yaml",
         },
-        "target": "http://127.0.0.1:58080",
+        "target": "http://127.0.0.1:18080",
         "run": {"duration_s": 10.0, "aborted": False, "abort_reason": None},
         "load": {
             "iterations": 50,

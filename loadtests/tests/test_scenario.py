@@ -62,7 +62,7 @@ def test_format_duration_round_trips() -> None:
 
 
 def test_targets() -> None:
-    assert resolve_target("local") == "http://127.0.0.1:58080"
+    assert resolve_target("local") == "http://127.0.0.1:18080"
     assert resolve_target("kind") == "http://localhost:8080"
     assert resolve_target("http://gw.example:9000/") == "http://gw.example:9000"
     with pytest.raises(ScenarioError, match="use local, kind or a URL"):

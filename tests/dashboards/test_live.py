@@ -49,9 +49,9 @@ from dashboards.queries import (
 pytestmark = pytest.mark.e2e
 
 REPO = DASHBOARDS_DIR.parent
-PROMETHEUS = "http://127.0.0.1:59090"
-GATEWAY = "http://127.0.0.1:58080"
-JAEGER = "http://127.0.0.1:56686"
+PROMETHEUS = "http://127.0.0.1:19090"
+GATEWAY = "http://127.0.0.1:18080"
+JAEGER = "http://127.0.0.1:16686"
 SERVICES = ("gateway", "orders", "payments", "worker")
 # Bounds of the traffic burst (all to 127.0.0.1).
 PRODUCT_READS = 600

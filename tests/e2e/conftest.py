@@ -98,7 +98,7 @@ def prometheus(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture(scope="session")
 def jaeger_url() -> str:
-    return f"http://127.0.0.1:{os.environ.get('JAEGER_UI_PORT', '56686')}"
+    return f"http://127.0.0.1:{os.environ.get('JAEGER_UI_PORT', '16686')}"
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ class FaultSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     faults_redis_url: str = Field(
-        default="redis://127.0.0.1:56379/0", description="Redis holding the fault switches."
+        default="redis://127.0.0.1:16379/0", description="Redis holding the fault switches."
     )
     faults_key: str = Field(default="perflab:faults", description="Hash of the fault switches.")
     faults_poll_seconds: float = Field(default=1.0, gt=0, description="How often to look.")

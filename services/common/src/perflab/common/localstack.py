@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,10 +31,10 @@ SERVICES = ("payments", "orders", "worker", "gateway")
 class Infra:
     """Where the infrastructure listens. Defaults are the ports of `scripts/local-infra.sh`."""
 
-    postgres: str = field(default_factory=lambda: _env("POSTGRES_PORT", "55432"))
-    redis: str = field(default_factory=lambda: _env("REDIS_PORT", "56379"))
-    kafka: str = field(default_factory=lambda: _env("KAFKA_PORT", "59092"))
-    otlp_grpc: str = field(default_factory=lambda: _env("JAEGER_OTLP_GRPC_PORT", "54317"))
+    postgres: str = field(default_factory=lambda: _env("POSTGRES_PORT", "15432"))
+    redis: str = field(default_factory=lambda: _env("REDIS_PORT", "16379"))
+    kafka: str = field(default_factory=lambda: _env("KAFKA_PORT", "19092"))
+    otlp_grpc: str = field(default_factory=lambda: _env("JAEGER_OTLP_GRPC_PORT", "14317"))
     host: str = "127.0.0.1"
 
     def database_url(self, database: str) -> str:
@@ -54,13 +55,13 @@ def _env(name: str, default: str) -> str:
 
 @dataclass
 class Ports:
-    gateway: int = 58080
-    orders: int = 50051
-    payments: int = 50052
-    orders_metrics: int = 59101
-    payments_metrics: int = 59102
-    worker_metrics: int = 59103
-    admin: int = 58081
+    gateway: int = 18080
+    orders: int = 15051
+    payments: int = 15052
+    orders_metrics: int = 19101
+    payments_metrics: int = 19102
+    worker_metrics: int = 19103
+    admin: int = 18081
 
     @classmethod
     def free(cls) -> "Ports":
@@ -82,10 +83,23 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+# Below Linux's ephemeral range (32768-60999): a client retrying a port nobody listens on can
+# otherwise connect to itself from that very port (TCP self-connect) and hold it, so the
+# restarted server cannot bind it. That is why every local port of perflab is below 32768.
+_PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free right now, outside the ephemeral range (see above)."""
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
 
 
 @dataclass

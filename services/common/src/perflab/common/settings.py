@@ -23,7 +23,7 @@ class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     database_url: str = Field(
-        default="postgresql+asyncpg://perflab@127.0.0.1:55432/perflab",
+        default="postgresql+asyncpg://perflab@127.0.0.1:15432/perflab",
         description="SQLAlchemy async URL (asyncpg driver).",
     )
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open.")
@@ -40,7 +40,7 @@ class GrpcServerSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     grpc_host: str = Field(default="127.0.0.1", description="Interface the gRPC server binds.")
-    grpc_port: int = Field(default=50051, description="gRPC port.")
+    grpc_port: int = Field(default=15051, description="gRPC port.")
     metrics_port: int = Field(default=9464, description="HTTP port for /metrics.")
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="In-flight RPCs get this long to finish on SIGTERM."
@@ -50,7 +50,7 @@ class GrpcServerSettings(BaseSettings):
 class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:59092")
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:19092")
     kafka_topic_prefix: str = Field(
         default="", description="Prepended to every topic name (isolates test runs)."
     )

@@ -13,8 +13,8 @@ from perflab.common.settings import (
 
 class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, KafkaSettings, FaultSettings):
     service_name: str = "orders"
-    database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:55432/orders"
-    grpc_port: int = 50051
+    database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:15432/orders"
+    grpc_port: int = 15051
     outbox_poll_interval_seconds: float = Field(
         default=0.5, gt=0, description="Relay poll period when no new order woke it up."
     )

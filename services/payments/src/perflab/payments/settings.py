@@ -8,8 +8,8 @@ from perflab.common.settings import DatabaseSettings, GrpcServerSettings, Servic
 
 class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, FaultSettings):
     service_name: str = "payments"
-    database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:55432/payments"
-    grpc_port: int = 50052
+    database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:15432/payments"
+    grpc_port: int = 15052
     payment_latency_median_ms: float = Field(
         default=40.0, ge=0, description="Median latency of the simulated card processor."
     )

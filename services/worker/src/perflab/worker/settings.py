@@ -10,8 +10,8 @@ class Settings(ServiceSettings, KafkaSettings, FaultSettings):
     service_name: str = "worker"
     http_host: str = Field(default="127.0.0.1", description="Interface for /metrics, /healthz.")
     http_port: int = Field(default=9464, description="Port for /metrics, /healthz, /readyz.")
-    orders_addr: str = Field(default="127.0.0.1:50051", description="orders gRPC host:port.")
-    payments_addr: str = Field(default="127.0.0.1:50052", description="payments gRPC host:port.")
+    orders_addr: str = Field(default="127.0.0.1:15051", description="orders gRPC host:port.")
+    payments_addr: str = Field(default="127.0.0.1:15052", description="payments gRPC host:port.")
     consumer_group: str = Field(default="perflab-worker", description="Kafka consumer group.")
     rpc_timeout_seconds: float = Field(default=5.0, gt=0, description="Deadline of each RPC.")
     max_attempts: int = Field(default=5, ge=1, description="Tries of a transient failure.")

@@ -1,0 +1,80 @@
+"""Command line of the experiments.
+
+    python -m experiments list
+    python -m experiments run NAME [--target local] [--quick]
+    python -m experiments all [--target local] [--quick]      every experiment the target allows
+    python -m experiments report RESULTS_DIR                  regenerate report.md and plots
+    python -m experiments refresh-readme NAME [--from RESULTS_DIR]
+
+`--quick` is a smoke run: short phases, two repetitions, and the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from experiments import framework, report, runner
+
+
+def latest_result(name: str) -> Path | None:
+    """The newest full run, else the newest smoke run, that has a report."""
+    folders = sorted(p.parent for p in (framework.directory(name) / "results").glob("*/report.md"))
+    full = [p for p in folders if not p.name.endswith("-smoke")]
+    chosen = full or folders
+    return chosen[-1] if chosen else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the experiments, their question and where they run")
+    target = os.environ.get("TARGET") or "local"
+    run = sub.add_parser("run", help="run one experiment")
+    run.add_argument("name")
+    run.add_argument("--target", default=target)
+    run.add_argument("--quick", action="store_true", help="smoke run: short, not a result")
+    every = sub.add_parser("all", help="run every experiment that applies to the target")
+    every.add_argument("--target", default=target)
+    every.add_argument("--quick", action="store_true")
+    rep = sub.add_parser("report", help="regenerate report.md and the plots of a results folder")
+    rep.add_argument("folder", type=Path)
+    refresh = sub.add_parser("refresh-readme", help="put a run's figures into the README")
+    refresh.add_argument("name")
+    refresh.add_argument("--from", dest="folder", type=Path, default=None)
+    args = p.parse_args(argv)
+
+    if args.command == "list":
+        for name in framework.names():
+            e = framework.load(name)
+            print(f"{name:18} [{', '.join(e.targets)}] {e.question}")
+        return 0
+    if args.command == "run":
+        runner.run(args.name, args.target, args.quick)
+        return 0
+    if args.command == "all":
+        failed = []
+        for name in framework.names():
+            try:
+                runner.run(name, args.target, args.quick)
+            except Exception as exc:  # one broken experiment must not hide the others
+                print(f"FAILED {name}: {exc}", file=sys.stderr)
+                failed.append(name)
+        return 1 if failed else 0
+    if args.command == "report":
+        print(report.write(args.folder))
+        return 0
+    folder = args.folder or latest_result(args.name)
+    if folder is None:
+        print(f"no results for {args.name}: run it first", file=sys.stderr)
+        return 1
+    readme = framework.directory(args.name) / "README.md"
+    report.refresh_readme(readme, folder.resolve())
+    print(f"{readme}: reference run from {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

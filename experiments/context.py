@@ -1,0 +1,321 @@
+"""The isolated stack an experiment runs against, and what it can do to it and read from it.
+
+`--target local` never touches the lab `make local` runs: the experiment starts its own copy
+of the four services on free ports (perflab.common.localstack) over its own databases, topics
+and Redis key prefix on the local infrastructure, and removes all of it at the end. That is how
+an experiment "leaves the system as it found it" even when it is interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
+
+from experiments.framework import Experiment
+from perflab.common.localstack import SERVICES, Infra, LocalStack, Ports, StackConfig, port_open
+
+log = logging.getLogger("experiments")
+
+# Sample names kept as a time series during each phase (gauges worth seeing over time).
+SERIES = (
+    "db_client_connections_usage",
+    "db_client_connections_max",
+    "http_server_active_requests",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "outbox_backlog_events",
+    "kafka_consumer_lag",
+)
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = float(s.value)
+    return samples
+
+
+def select(samples: Samples, name: str, labels: dict[str, str]) -> list[float]:
+    wanted = set(labels.items())
+    return [v for (n, ls), v in samples.items() if n == name and wanted <= ls]
+
+
+@dataclass
+class Snapshot:
+    t: float
+    services: dict[str, Samples]
+
+    def value(self, service: str, name: str, **labels: str) -> float:
+        return sum(select(self.services.get(service, {}), name, labels))
+
+
+@dataclass
+class PhaseMetrics:
+    """The services' metrics around one phase: counters as deltas, gauges as series."""
+
+    before: Snapshot
+    after: Snapshot
+    series: list[Snapshot] = field(default_factory=list)
+    requests: int = 0
+    pg_before: dict[str, float] = field(default_factory=dict)
+    pg_after: dict[str, float] = field(default_factory=dict)
+
+    def delta(self, service: str, name: str, **labels: str) -> float:
+        return self.after.value(service, name, **labels) - self.before.value(
+            service, name, **labels
+        )
+
+    def gauge(self, service: str, name: str, agg: str = "mean", **labels: str) -> float:
+        values = [s.value(service, name, **labels) for s in self.series]
+        if not values:
+            return float("nan")
+        return max(values) if agg == "max" else sum(values) / len(values)
+
+    def pg_delta(self, key: str) -> float:
+        return self.pg_after.get(key, 0.0) - self.pg_before.get(key, 0.0)
+
+
+class Scraper:
+    """Reads every service's /metrics once a second in a thread while a phase runs."""
+
+    def __init__(self, targets: dict[str, str], interval: float = 1.0) -> None:
+        self.targets = targets
+        self.interval = interval
+        self.series: list[Snapshot] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def snapshot(self, names: tuple[str, ...] | None = None) -> Snapshot:
+        services: dict[str, Samples] = {}
+        for service, address in self.targets.items():
+            try:
+                with urllib.request.urlopen(f"http://{address}/metrics", timeout=3) as r:
+                    samples = parse_metrics(r.read().decode())
+            except (OSError, ValueError):
+                samples = {}
+            if names is not None:
+                samples = {k: v for k, v in samples.items() if k[0] in names}
+            services[service] = samples
+        return Snapshot(time.time(), services)
+
+    def __enter__(self) -> Scraper:
+        self.series = []
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.series.append(self.snapshot(SERIES))
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+class RunContext:
+    """Handed to an experiment's hooks: the stack, SQL on its databases, faults, scratch data."""
+
+    def __init__(self, experiment: Experiment, quick: bool, out_dir: Path, stack: LocalStack):
+        self.experiment = experiment
+        self.quick = quick
+        self.out_dir = out_dir
+        self.stack = stack
+        self.data: dict[str, Any] = {}  # hooks keep what the report shows (plans, seed timing)
+        targets = stack.config.ports.metrics_targets()
+        self.scraper = Scraper({s: a for s, a in targets.items() if s in stack.processes})
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.config.ports.gateway}"
+
+    def sql(self, statement: str, *args: Any, database: str = "orders") -> list[dict[str, Any]]:
+        """Runs one statement on the stack's own orders (or payments) database."""
+        config = self.stack.config
+        name = config.orders_db if database == "orders" else config.payments_db
+
+        async def run() -> list[dict[str, Any]]:
+            conn = await asyncpg.connect(
+                host=config.infra.host,
+                port=int(config.infra.postgres),
+                user="perflab",
+                database=name,
+            )
+            try:
+                return [dict(r) for r in await conn.fetch(statement, *args, timeout=600)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def set_fault(self, name: str, value: float) -> None:
+        env = {**os.environ, **self.stack.config.env("orders")}
+        subprocess.run(
+            [sys.executable, "-m", "perflab.common.faults", "set", name, str(value)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+    def apply_env(self, env: dict[str, dict[str, str]]) -> list[str]:
+        """Restarts the services whose environment changes; returns their names."""
+        running = set(self.stack.processes)
+        changed = [
+            s
+            for s in SERVICES
+            if s in running and self.stack.config.extra_env.get(s, {}) != env.get(s, {})
+        ]
+        for service in reversed([s for s in SERVICES if s in changed]):
+            self.stack.stop(service)
+        self.stack.config.extra_env = {s: dict(v) for s, v in env.items()}
+        for service in [s for s in SERVICES if s in changed]:
+            self.stack.start(service)
+            self.stack.wait_ready(service)
+        return changed
+
+    def pg_stats(self) -> dict[str, float]:
+        """Counters of the orders database and its orders table (scans, rows read, commits)."""
+        rows = self.sql(
+            "SELECT seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan, "
+            "coalesce(idx_tup_fetch, 0) AS idx_tup_fetch FROM pg_stat_user_tables "
+            "WHERE relname = 'orders'"
+        )
+        db = self.sql(
+            "SELECT xact_commit, blks_read, blks_hit FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        return {k: float(v) for row in (rows[:1] + db[:1]) for k, v in row.items()}
+
+
+# --- the isolated stack ----------------------------------------------------------------------
+
+
+def _unique(prefix: str) -> str:
+    import uuid
+
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+async def _admin(infra: Infra, statement: str) -> None:
+    conn = await asyncpg.connect(
+        host=infra.host, port=int(infra.postgres), user="perflab", database="postgres"
+    )
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def isolated_stack(
+    experiment: Experiment, log_dir: Path, env: dict[str, dict[str, str]]
+) -> Iterator[LocalStack]:
+    """Own databases (migrated), topics, Redis prefix and ports; all removed afterwards."""
+    from perflab.common.kafka_admin import create_topics
+    from perflab.common.migrate import upgrade
+
+    infra = Infra()
+    needs_kafka = "worker" in experiment.services  # orders alone retries its relay quietly
+    needed = [("PostgreSQL", infra.postgres), ("Redis", infra.redis)]
+    needed += [("Kafka", infra.kafka)] if needs_kafka else []
+    down = [n for n, p in needed if not port_open(infra.host, int(p))]
+    if down:
+        raise SystemExit(
+            f"{', '.join(down)} not running: start the local infrastructure "
+            "(make local, or scripts/local-infra.sh up)"
+        )
+    tag = _unique("exp_")
+    orders_db, payments_db = f"{tag}_orders", f"{tag}_payments"
+    prefix = f"{tag}."
+    created: list[str] = []
+    try:
+        for name, migrations in (
+            (orders_db, "perflab.orders:migrations"),
+            (payments_db, "perflab.payments:migrations"),
+        ):
+            asyncio.run(_admin(infra, f'CREATE DATABASE "{name}"'))
+            created.append(name)
+            upgrade(migrations, infra.database_url(name))
+        if needs_kafka:
+            asyncio.run(create_topics(infra.kafka_bootstrap, prefix, 3))
+        config = StackConfig(
+            infra=infra,
+            ports=Ports.free(),
+            orders_db=orders_db,
+            payments_db=payments_db,
+            topic_prefix=prefix,
+            redis_prefix=f"{tag}:",
+            consumer_group=f"{tag}-worker",
+            extra_env={s: dict(v) for s, v in env.items()},
+        )
+        stack = LocalStack(config, log_dir)
+        env_orders = {**os.environ, **config.env("orders")}
+        subprocess.run(
+            [sys.executable, "-m", "perflab.orders.seed", "--products", str(experiment.products)],
+            env=env_orders,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            for service in SERVICES:
+                if service in experiment.services:
+                    stack.start(service)
+                    stack.wait_ready(service)
+            yield stack
+        finally:
+            stack.stop_all()
+            _forget_redis_prefix(infra, f"{tag}:")
+            if needs_kafka:
+                _delete_topics(infra, prefix)
+    finally:
+        for name in created:
+            try:
+                asyncio.run(_admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except Exception as exc:  # PostgreSQL restarted under us: say what is left behind
+                print(f"WARNING: could not drop database {name} ({exc}); drop it by hand")
+
+
+def _forget_redis_prefix(infra: Infra, prefix: str) -> None:
+    import redis
+
+    with contextlib.suppress(Exception):
+        client = redis.Redis.from_url(infra.redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        client.close()
+
+
+def _delete_topics(infra: Infra, prefix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from perflab.common.kafka_admin import topic_names
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(topic_names(prefix))
+        finally:
+            await admin.close()
+
+    with contextlib.suppress(Exception):
+        asyncio.run(run())

@@ -1,0 +1,390 @@
+"""report.md and the PNG plots of one results folder, from its raw files alone (meta.json,
+phases.json, history.csv, stats.json), so a report can be regenerated at any time:
+`python -m experiments report DIR`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+NEGLIGIBLE = 0.05  # a ratio within 5 % of 1 is not called a difference, even if "significant"
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+GENERIC_LIMITS = (
+    "The load generator (Locust), the four services, PostgreSQL, Redis and Kafka share one "
+    "machine; absolute figures describe this machine under this sharing, not a production "
+    "deployment. Other work on the machine adds noise, which the A B A B alternation spreads "
+    "over all arms but does not remove.",
+    "Intervals are percentile-bootstrap 95 % intervals over the repetitions (one value per "
+    "phase). With 2 to 5 repetitions per arm they are close to the range of the values; a ratio "
+    "whose interval includes 1 means 'no difference shown', not 'no difference'.",
+    "Latency percentiles are the load-test runner's (counted from the scheduled start in open-"
+    "loop phases, so queueing in the generator is included); CPU per request counts the four "
+    "services' processes only, not PostgreSQL, Redis or Kafka.",
+)
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    v = float(value)
+    if math.isnan(v):
+        return "-"
+    if math.isinf(v):
+        return "inf"
+    if v != 0 and abs(v) < 0.01:
+        return f"{v:.2e}"
+    if abs(v) < 10:
+        return f"{v:.3g}"
+    if abs(v) < 1000:
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def interval_text(entry: dict[str, Any]) -> str:
+    if entry.get("n", 0) == 0:
+        return "-"
+    return f"{fmt(entry['value'])} [{fmt(entry['low'])}, {fmt(entry['high'])}]"
+
+
+def load_folder(out: Path) -> dict[str, Any]:
+    history = []
+    if (out / "history.csv").exists():
+        with (out / "history.csv").open() as f:
+            history = list(csv.DictReader(f))
+    return {
+        "meta": json.loads((out / "meta.json").read_text()),
+        "phases": json.loads((out / "phases.json").read_text()),
+        "stats": json.loads((out / "stats.json").read_text()),
+        "history": history,
+    }
+
+
+def _arm_color(meta: dict[str, Any]) -> dict[str, str]:
+    return {a["key"]: COLORS[i % len(COLORS)] for i, a in enumerate(meta["arms"])}
+
+
+def _labels(meta: dict[str, Any]) -> dict[str, str]:
+    return {a["key"]: f"{a['key']}: {a['label']}" for a in meta["arms"]}
+
+
+def plot_percentiles(data: dict[str, Any], path: Path) -> None:
+    meta, st = data["meta"], data["stats"]["metrics"]
+    arms = [a["key"] for a in meta["arms"]]
+    colors, labels = _arm_color(meta), _labels(meta)
+    pcts = ["p50_ms", "p95_ms", "p99_ms"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
+        vals = [st[p]["arms"][arm] for p in pcts]
+        mid = np.array([v["value"] for v in vals], dtype=float)
+        err = np.array(
+            [[v["value"] - v["low"] for v in vals], [v["high"] - v["value"] for v in vals]],
+            dtype=float,
+        )
+        xs = np.arange(len(pcts)) + (i - (len(arms) - 1) / 2) * width
+        ax.bar(
+            xs, mid, width, yerr=np.nan_to_num(err), capsize=3, color=colors[arm], label=labels[arm]
+        )
+    ax.set_xticks(np.arange(len(pcts)), ["p50", "p95", "p99"])
+    ax.set_ylabel("latency, ms (median of phases, 95 % CI)")
+    finite = [st[p]["arms"][a]["value"] for p in pcts for a in arms]
+    finite = [v for v in finite if v and not math.isnan(v)]
+    if finite and max(finite) / max(min(finite), 1e-9) > 50:
+        ax.set_yscale("log")
+    ax.set_title(f"{meta['experiment']}: latency percentiles ({_focus(data)})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _focus(data: dict[str, Any]) -> str:
+    return str(data["phases"][0]["focus"]) if data["phases"] else ""
+
+
+def plot_over_time(data: dict[str, Any], path: Path) -> None:
+    meta, history = data["meta"], data["history"]
+    colors, labels = _arm_color(meta), _labels(meta)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    seen: set[str] = set()
+    for phase in sorted({h["phase"] for h in history}):
+        rows = [h for h in history if h["phase"] == phase]
+        arm = rows[0]["arm"]
+        t = [float(r["elapsed_s"]) for r in rows]
+        rps = _per_second([float(r.get("requests") or "nan") for r in rows], t)
+        p95 = [float(r["p95_ms"] or "nan") for r in rows]
+        label = labels.get(arm) if arm not in seen else None
+        seen.add(arm)
+        top.plot(t, rps, color=colors.get(arm), alpha=0.7, lw=1, label=label)
+        bottom.plot(t, p95, color=colors.get(arm), alpha=0.7, lw=1)
+    top.set_ylabel("requests/s (all), per second")
+    bottom.set_ylabel("p95 ms (runner's window)")
+    bottom.set_xlabel("seconds into the phase")
+    top.set_title(f"{meta['experiment']}: every phase over time")
+    top.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _per_second(cumulative: list[float], t: list[float]) -> list[float]:
+    """Per-interval rate from the runner's cumulative request count."""
+    out = [math.nan]
+    for i in range(1, len(t)):
+        dt = t[i] - t[i - 1]
+        out.append((cumulative[i] - cumulative[i - 1]) / dt if dt > 0 else math.nan)
+    return out
+
+
+def plot_distributions(data: dict[str, Any], path: Path) -> None:
+    meta, history = data["meta"], data["history"]
+    arms = [a["key"] for a in meta["arms"]]
+    colors, labels = _arm_color(meta), _labels(meta)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
+    per_second = [
+        [float(h["p95_ms"]) for h in history if h["arm"] == arm and h.get("p95_ms")] for arm in arms
+    ]
+    parts = left.boxplot(per_second, showfliers=True, patch_artist=True)
+    for patch, arm in zip(parts["boxes"], arms, strict=True):
+        patch.set_facecolor(colors[arm])
+        patch.set_alpha(0.5)
+    left.set_xticks(range(1, len(arms) + 1), arms)
+    left.set_ylabel("p95 ms, one value per second")
+    left.set_title("per-second p95")
+    rng = np.random.default_rng(0)
+    for i, arm in enumerate(arms):
+        values = [p["p95_ms"] for p in data["phases"] if p["arm"] == arm and p["p95_ms"]]
+        xs = i + 1 + rng.uniform(-0.08, 0.08, len(values))
+        right.scatter(xs, values, color=colors[arm], label=labels[arm], zorder=3)
+    right.set_xticks(range(1, len(arms) + 1), arms)
+    right.set_ylabel("p95 ms of the whole phase")
+    right.set_title("one point per phase")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_usl(data: dict[str, Any], path: Path) -> None:
+    usl = data["stats"]["analysis"]["figures"]["usl"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(usl["n"], usl["x"], label="measured (one point per phase)", zorder=3)
+    n = np.linspace(1, max(max(usl["n"]), min(usl["peak_concurrency"], 4 * max(usl["n"]))), 200)
+    lam, sigma, kappa = usl["lambda"], usl["sigma"], usl["kappa"]
+    ax.plot(
+        n,
+        lam * n / (1 + sigma * (n - 1) + kappa * n * (n - 1)),
+        color="C1",
+        label=f"USL fit: lambda={lam:.1f}/s sigma={sigma:.3f} kappa={kappa:.2e}",
+    )
+    ax.set_xlabel("concurrency (closed-loop VUs)")
+    ax.set_ylabel("throughput, req/s")
+    ax.set_title(f"{data['meta']['experiment']}: Universal Scalability Law")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def conclusion(data: dict[str, Any], headline: list[str]) -> list[str]:
+    """Sentences the numbers support: a change is called a difference only when the 95 %
+    interval of its ratio to the baseline excludes 1."""
+    st = data["stats"]
+    labels = _labels(data["meta"])
+    lines = []
+    for arm in [a["key"] for a in data["meta"]["arms"]][1:]:
+        shown: list[str] = []
+        unshown: list[str] = []
+        negligible: list[str] = []
+        for key in headline:
+            entry = st["metrics"].get(key)
+            if not entry:
+                continue
+            ratio = entry["ratios"].get(arm, {})
+            a = entry["arms"][st["baseline"]]["value"]
+            b = entry["arms"][arm]["value"]
+            if ratio.get("n", 0) == 0 or math.isnan(ratio.get("low", math.nan)):
+                if (a == 0 and b == 0) or math.isnan(a) or math.isnan(b):
+                    continue  # nothing to compare (e.g. a hit ratio without a cache)
+                unshown.append(f"{entry['label']} ({fmt(a)} vs {fmt(b)})")
+                continue
+            text = (
+                f"{entry['label']}: {fmt(a)} → {fmt(b)}, ratio {fmt(ratio['value'])} "
+                f"[{fmt(ratio['low'])}, {fmt(ratio['high'])}]"
+            )
+            if ratio["low"] > 1 or ratio["high"] < 1:
+                if ratio["low"] >= 1 - NEGLIGIBLE and ratio["high"] <= 1 + NEGLIGIBLE:
+                    negligible.append(text)
+                else:
+                    shown.append(text)
+            else:
+                unshown.append(text)
+        lines.append(f"**{labels[arm]}** compared with **{labels[st['baseline']]}**:")
+        lines += [f"- differs: {t}" for t in shown] or ["- no headline figure differs clearly."]
+        if negligible:
+            lines.append(
+                f"- measurable but under {NEGLIGIBLE:.0%} (negligible): " + "; ".join(negligible)
+            )
+        if unshown:
+            lines.append("- no difference shown (interval includes 1): " + "; ".join(unshown))
+    return lines
+
+
+def write(out: Path, headline: list[str] | None = None, limits: list[str] | None = None) -> Path:
+    data = load_folder(out)
+    meta, st = data["meta"], data["stats"]
+    if headline is None or limits is None:
+        from experiments.framework import load
+
+        try:
+            experiment = load(meta["experiment"])
+            headline = headline or list(experiment.headline)
+            limits = limits if limits is not None else list(experiment.limits)
+        except SystemExit:
+            headline, limits = headline or ["throughput_rps", "p95_ms"], limits or []
+    plots = {
+        "percentiles.png": plot_percentiles,
+        "over_time.png": plot_over_time,
+        "distributions.png": plot_distributions,
+    }
+    if "usl" in (st.get("analysis") or {}).get("figures", {}):
+        plots["usl.png"] = plot_usl
+    for name, plot in plots.items():
+        plot(data, out / name)
+    arms = [a["key"] for a in meta["arms"]]
+    labels = _labels(meta)
+    lines = [f"# {meta['experiment']}: {meta['title']}", ""]
+    if meta["smoke_run"]:
+        lines += [
+            "> **SMOKE RUN** (`--quick`): shortened phases and fewer repetitions, to check that",
+            "> the experiment works. These numbers are not a result.",
+            "",
+        ]
+    m = meta["machine"]
+    lines += [
+        f"- **Question**: {meta['question']}",
+        f"- **Hypothesis**: {meta['hypothesis']}",
+        f"- **The one change**: {meta['change']}",
+        "- **Arms**: " + "; ".join(labels[a] for a in arms),
+        f"- **Schedule**: {' '.join(meta['schedule'])} (alternated), {_phase_shape(meta)}",
+        f"- **Measured**: {meta['started_at']} to {meta['ended_at']} on `{m['hostname']}` "
+        f"({m['cpus']} CPUs, {m.get('cpu_model', '?')}, {m.get('memory_gb', '?')} GB; load "
+        f"average at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}), "
+        f"git {meta['git']['revision'][:10]}{' (dirty)' if meta['git']['dirty'] else ''}, "
+        f"target {meta['target']} (isolated copy of the stack)",
+        "",
+        "## Results",
+        "",
+        f"Median over the phases of each arm, [95 % bootstrap interval]; ratio = arm / "
+        f"{st['baseline']}. Endpoint measured: `{_focus(data)}`.",
+        "",
+    ]
+    header = ["metric", *[labels[a] for a in arms], *[f"{a}/{st['baseline']}" for a in arms[1:]]]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, entry in st["metrics"].items():
+        if all(entry["arms"][a].get("n", 0) == 0 for a in arms):
+            continue
+        cells = [entry["label"] if entry["label"] != key else f"`{key}`"]
+        cells += [interval_text(entry["arms"][a]) for a in arms]
+        cells += [interval_text(entry["ratios"][a]) for a in arms[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Raw data: `phases.json` / `phases.csv` (one row per phase), `history.csv` "
+        "(per second), `meta.json` (configuration, machine, git), `stats.json`, and each "
+        "phase's load-test folder under `phases/`.",
+        "",
+    ]
+    lines += ["## Plots", ""] + [f"![{n}]({n})" for n in plots] + [""]
+    if st.get("analysis"):
+        lines += ["## Analysis", "", st["analysis"]["markdown"], ""]
+    extra = (meta.get("context") or {}).get("report_markdown")
+    if extra:
+        lines += [extra, ""]
+    lines += ["## Conclusion", ""]
+    if meta["smoke_run"]:
+        lines += ["Smoke run: no conclusion is drawn from it.", ""]
+    lines += [*conclusion(data, headline), ""]
+    lines += ["## Limits", ""] + [f"- {t}" for t in [*limits, *GENERIC_LIMITS]] + [""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _phase_shape(meta: dict[str, Any]) -> str:
+    shapes = []
+    for arm in meta["arms"]:
+        load = arm["load"]
+        if load["executor"] == "constant-arrival-rate":
+            shape = f"open loop {load['rate']:g} it/s for {load['duration']}"
+        else:
+            shape = f"closed loop {load['vus']} VUs for {load['duration']}"
+        if shape not in shapes:
+            shapes.append(shape)
+    return "each phase " + ", ".join(shapes) + ", after an unmeasured warm-up"
+
+
+# --- README reference section -------------------------------------------------------------
+
+START, END = "<!-- reference-run:start -->", "<!-- reference-run:end -->"
+
+
+def reference_section(out: Path, readme_dir: Path) -> str:
+    data = load_folder(out)
+    meta = data["meta"]
+    report_md = (out / "report.md").read_text()
+    results = report_md.split("## Results", 1)[1].split("## Plots", 1)[0].strip()
+    results = results.split("\n\nRaw data:", 1)[0]
+    conclusion_md = report_md.split("## Conclusion", 1)[1].split("## Limits", 1)[0].strip()
+    rel = out.relative_to(readme_dir) if out.is_relative_to(readme_dir) else out
+    m = meta["machine"]
+    lines = [
+        START,
+        "<!-- generated by `python -m experiments refresh-readme "
+        f"{meta['experiment']}`; do not edit by hand -->",
+        "",
+    ]
+    if meta["smoke_run"]:
+        lines += [
+            "> **SMOKE RUN** (`--quick`): the only run so far is a shortened one; these "
+            "figures show the experiment works, they are not a result.",
+            "",
+        ]
+    lines += [
+        f"Measured {meta['started_at']} on `{m['hostname']}` ({m['cpus']} CPUs, "
+        f"{m.get('cpu_model', '?')}, load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}), git "
+        f"{meta['git']['revision'][:10]}{' (dirty)' if meta['git']['dirty'] else ''}; "
+        f"schedule {' '.join(meta['schedule'])}, {_phase_shape(meta)}. Full report: "
+        f"`{rel}/report.md` (results folders are not committed).",
+        "",
+        results,
+        "",
+        conclusion_md,
+        "",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def refresh_readme(readme: Path, out: Path) -> None:
+    text = readme.read_text()
+    section = reference_section(out, readme.parent)
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section + tail
+    else:
+        text = text.rstrip() + "\n\n## Reference run\n\n" + section + "\n"
+    readme.write_text(text)

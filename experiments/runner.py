@@ -1,0 +1,330 @@
+"""Runs one experiment: the isolated stack, the A B A B schedule, the measurements, the
+statistics, the raw files and the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from experiments import report, stats
+from experiments.context import PhaseMetrics, RunContext, isolated_stack
+from experiments.framework import Arm, Experiment, directory
+from experiments.loadgen import REPO, run_load
+from experiments.schedule import alternation
+
+# Figures every phase records (besides the experiment's own resources).
+METRICS = {
+    "throughput_rps": "throughput of the measured endpoint (req/s)",
+    "p50_ms": "p50 latency (ms)",
+    "p95_ms": "p95 latency (ms)",
+    "p99_ms": "p99 latency (ms)",
+    "error_rate": "error rate",
+    "total_rps": "all requests (req/s)",
+    "dropped_iterations": "dropped iterations (open loop)",
+    "cpu_ms_per_request": "services' CPU ms per request",
+    "host_cpu_percent": "host CPU busy (%, load generator included)",
+}
+
+
+def merged_env(experiment: Experiment, arm: Arm) -> dict[str, dict[str, str]]:
+    services = set(experiment.base_env) | set(arm.env)
+    return {s: {**experiment.base_env.get(s, {}), **arm.env.get(s, {})} for s in sorted(services)}
+
+
+def merged_faults(experiment: Experiment, arm: Arm) -> dict[str, float]:
+    names = set(experiment.base_faults) | {f for a in experiment.arms for f in a.faults}
+    values = {n: 0.0 for n in names}
+    return values | experiment.base_faults | arm.faults
+
+
+def git_metadata() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    return {"revision": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+def machine_metadata() -> dict[str, Any]:
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpus": psutil.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average_at_start": list(psutil.getloadavg()),
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def phase_record(
+    experiment: Experiment,
+    arm: Arm,
+    rep: int,
+    index: int,
+    result: Any,
+    pm: PhaseMetrics,
+    host_cpu: float,
+    started: float,
+    ended: float,
+) -> dict[str, Any]:
+    load = experiment.load_for(arm, quick=False)
+    focus = result.endpoint(load.focus)
+    total = result.endpoint("")
+    requests = int(total.get("requests") or 0)
+    cpu = sum(pm.delta(s, "process_cpu_seconds_total") for s in pm.after.services)
+    record: dict[str, Any] = {
+        "index": index,
+        "arm": arm.key,
+        "label": arm.label,
+        "rep": rep,
+        "x": arm.x,
+        "started_at": started,
+        "ended_at": ended,
+        "requests": requests,
+        "focus": load.focus or "all requests",
+        "throughput_rps": focus.get("rate"),
+        "p50_ms": focus.get("p50"),
+        "p95_ms": focus.get("p95"),
+        "p99_ms": focus.get("p99"),
+        "max_ms": focus.get("max"),
+        "error_rate": focus.get("failure_rate"),
+        "total_rps": total.get("rate"),
+        "dropped_iterations": (result.summary.get("load") or {}).get("dropped_iterations"),
+        "cpu_ms_per_request": cpu / requests * 1000 if requests else math.nan,
+        "cpu_seconds_by_service": {
+            s: pm.delta(s, "process_cpu_seconds_total") for s in pm.after.services
+        },
+        "host_cpu_percent": host_cpu,
+        "loadtest_exit_code": result.exit_code,
+        "loadtest_dir": str(result.out.relative_to(REPO))
+        if result.out.is_relative_to(REPO)
+        else str(result.out),
+        "checks": result.summary.get("checks"),
+    }
+    pm.requests = requests
+    if experiment.resources is not None:
+        record["resources"] = experiment.resources(pm)
+    return record
+
+
+def _host_cpu() -> tuple[float, float]:
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    return sum(t) - idle, sum(t)
+
+
+def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Path | None:
+    from experiments.framework import load as load_experiment
+
+    experiment = load_experiment(name)
+    reason = experiment.why_not(target)
+    if reason:
+        print(f"SKIPPED {name}: {reason}", flush=True)
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = (out_root or directory(name) / "results") / (stamp + ("-smoke" if quick else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    reps = experiment.quick_reps if quick else experiment.reps
+    schedule = alternation([a.key for a in experiment.arms], reps)
+    meta: dict[str, Any] = {
+        "experiment": name,
+        "title": experiment.title,
+        "question": experiment.question,
+        "hypothesis": experiment.hypothesis,
+        "change": experiment.change,
+        "smoke_run": quick,
+        "target": target,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": git_metadata(),
+        "machine": machine_metadata(),
+        "arms": [
+            {
+                "key": a.key,
+                "label": a.label,
+                "env": merged_env(experiment, a),
+                "faults": merged_faults(experiment, a),
+                "x": a.x,
+                "load": experiment.load_for(a, quick).scenario(
+                    "phase", experiment.load_for(a, quick).duration_s
+                ),
+            }
+            for a in experiment.arms
+        ],
+        "schedule": [f"{p.arm}{p.rep}" for p in schedule],
+    }
+    print(f"== {name}: {experiment.title}" + ("  [SMOKE RUN]" if quick else ""), flush=True)
+    print(f"   schedule {' '.join(meta['schedule'])}; results in {out}", flush=True)
+    records: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    began = time.monotonic()
+    try:
+        with isolated_stack(
+            experiment, out / "logs", merged_env(experiment, experiment.arms[0])
+        ) as st:
+            ctx = RunContext(experiment, quick, out, st)
+            try:
+                if experiment.setup is not None:
+                    print("   setup ...", flush=True)
+                    experiment.setup(ctx)
+                current: str | None = None
+                for phase in schedule:
+                    arm = experiment.arm(phase.arm)
+                    if arm.key != current:
+                        restarted = ctx.apply_env(merged_env(experiment, arm))
+                        for fault, value in merged_faults(experiment, arm).items():
+                            ctx.set_fault(fault, value)
+                        if arm.enter is not None:
+                            arm.enter(ctx)
+                        current = arm.key
+                        if restarted:
+                            print(
+                                f"   restarted {', '.join(restarted)} for {arm.label}", flush=True
+                            )
+                    profile = experiment.load_for(arm, quick)
+                    tag = f"{phase.index + 1:02d}-{arm.key}{phase.rep}"
+                    print(
+                        f"-- [{phase.index + 1}/{len(schedule)}] {arm.key} ({arm.label}) rep "
+                        f"{phase.rep}: {profile.warmup_s:.0f}s warm-up + {profile.duration_s:.0f}s "
+                        f"(elapsed {time.monotonic() - began:.0f}s)",
+                        flush=True,
+                    )
+                    phase_env = {"EXPERIMENT_PHASE": tag}
+                    if profile.warmup_s > 0:
+                        run_load(
+                            profile,
+                            ctx.gateway_url,
+                            out / "phases" / f"{tag}-warmup",
+                            f"{name}-{tag}-warmup",
+                            profile.warmup_s,
+                            phase_env,
+                            echo=False,
+                        )
+                    before = ctx.scraper.snapshot()
+                    pg_before = ctx.pg_stats()
+                    busy0, all0 = _host_cpu()
+                    started = time.time()
+                    with ctx.scraper as scraper:
+                        result = run_load(
+                            profile,
+                            ctx.gateway_url,
+                            out / "phases" / tag,
+                            f"{name}-{tag}",
+                            profile.duration_s,
+                            phase_env,
+                        )
+                    ended = time.time()
+                    busy1, all1 = _host_cpu()
+                    pm = PhaseMetrics(before, ctx.scraper.snapshot(), list(scraper.series))
+                    pm.pg_before, pm.pg_after = pg_before, ctx.pg_stats()
+                    host = 100 * (busy1 - busy0) / (all1 - all0) if all1 > all0 else math.nan
+                    record = phase_record(
+                        experiment, arm, phase.rep, phase.index, result, pm, host, started, ended
+                    )
+                    records.append(record)
+                    for row in result.history:
+                        history.append({"phase": tag, "arm": arm.key, "rep": phase.rep, **row})
+                    print(
+                        "   => "
+                        + ", ".join(
+                            f"{k} {report.fmt(record.get(k))}"
+                            for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
+                        )
+                        + "".join(
+                            f", {k} {report.fmt(v)}" for k, v in record.get("resources", {}).items()
+                        ),
+                        flush=True,
+                    )
+            finally:
+                if experiment.teardown is not None:
+                    experiment.teardown(ctx)
+    except BaseException as exc:  # keep what was measured, say why it stopped
+        meta["aborted"] = f"{type(exc).__name__}: {exc}"
+        meta["ended_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        write_raw(out, meta, records, history)
+        print(f"== ABORTED after {len(records)} phases: {meta['aborted']}; raw data in {out}")
+        raise
+    meta["ended_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    meta["duration_s"] = round(time.monotonic() - began, 1)
+    meta["context"] = ctx.data
+    write_raw(out, meta, records, history)
+    summary = summarize(experiment, records)
+    if experiment.analysis is not None:
+        text, figures = experiment.analysis({"records": records, "meta": meta})
+        summary["analysis"] = {"markdown": text, "figures": figures}
+    (out / "stats.json").write_text(json.dumps(summary, indent=2, default=str))
+    report.write(out)
+    print(f"== report: {out / 'report.md'}", flush=True)
+    return out
+
+
+def write_raw(
+    out: Path, meta: dict[str, Any], records: list[dict[str, Any]], history: list[dict[str, Any]]
+) -> None:
+    (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    (out / "phases.json").write_text(json.dumps(records, indent=2, default=str))
+    flat = [
+        {k: v for k, v in r.items() if not isinstance(v, dict | list)}
+        | {f"resource:{k}": v for k, v in r.get("resources", {}).items()}
+        for r in records
+    ]
+    _write_csv(out / "phases.csv", flat)
+    _write_csv(out / "history.csv", history)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def metric_values(records: list[dict[str, Any]], arm: str, key: str) -> list[float]:
+    values = []
+    for r in records:
+        if r["arm"] != arm:
+            continue
+        v = r.get("resources", {}).get(key) if key not in r else r.get(key)
+        values.append(float(v) if v is not None else math.nan)
+    return values
+
+
+def summarize(experiment: Experiment, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per metric and arm: median with a bootstrap 95 % interval; per change arm: the ratio of
+    its median to the baseline's, with its interval."""
+    keys = list(METRICS)
+    for r in records:
+        keys += [k for k in r.get("resources", {}) if k not in keys]
+    baseline = experiment.baseline.key
+    out: dict[str, Any] = {"baseline": baseline, "metrics": {}}
+    for key in keys:
+        per_arm = {a.key: metric_values(records, a.key, key) for a in experiment.arms}
+        entry: dict[str, Any] = {"label": METRICS.get(key, key), "arms": {}, "ratios": {}}
+        for arm, values in per_arm.items():
+            entry["arms"][arm] = stats.bootstrap_ci(values).as_dict() | {"values": values}
+            if arm != baseline:
+                entry["ratios"][arm] = stats.ratio_ci(per_arm[baseline], values).as_dict()
+        out["metrics"][key] = entry
+    return out
