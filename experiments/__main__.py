@@ -3,7 +3,7 @@
     python -m experiments list
     python -m experiments run NAME [--target local] [--quick]
     python -m experiments all [--target local] [--quick]      every experiment the target allows
-    python -m experiments report RESULTS_DIR                  regenerate report.md and plots
+    python -m experiments report RESULTS_DIR                  recompute stats, report, plots
     python -m experiments refresh-readme NAME [--from RESULTS_DIR]
 
 `--quick` is a smoke run: short phases, two repetitions, and the report says so.
@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     every = sub.add_parser("all", help="run every experiment that applies to the target")
     every.add_argument("--target", default=target)
     every.add_argument("--quick", action="store_true")
-    rep = sub.add_parser("report", help="regenerate report.md and the plots of a results folder")
+    rep = sub.add_parser(
+        "report", help="recompute statistics, report.md and plots from a folder's raw data"
+    )
     rep.add_argument("folder", type=Path)
     refresh = sub.add_parser("refresh-readme", help="put a run's figures into the README")
     refresh.add_argument("name")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
         return 1 if failed else 0
     if args.command == "report":
-        print(report.write(args.folder))
+        print(runner.recompute(args.folder))
         return 0
     folder = args.folder or latest_result(args.name)
     if folder is None:

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
 NEGLIGIBLE = 0.05  # a ratio within 5 % of 1 is not called a difference, even if "significant"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
 GENERIC_LIMITS = (
@@ -180,7 +181,9 @@ def plot_usl(data: dict[str, Any], path: Path) -> None:
     usl = data["stats"]["analysis"]["figures"]["usl"]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.scatter(usl["n"], usl["x"], label="measured (one point per phase)", zorder=3)
-    n = np.linspace(1, max(max(usl["n"]), min(usl["peak_concurrency"], 4 * max(usl["n"]))), 200)
+    top = max(usl["n"])
+    peak = usl["peak_concurrency"]
+    n = np.linspace(1, 1.5 * top if peak > 4 * top else max(top, 1.3 * peak), 200)
     lam, sigma, kappa = usl["lambda"], usl["sigma"], usl["kappa"]
     ax.plot(
         n,
@@ -214,10 +217,17 @@ def conclusion(data: dict[str, Any], headline: list[str]) -> list[str]:
             ratio = entry["ratios"].get(arm, {})
             a = entry["arms"][st["baseline"]]["value"]
             b = entry["arms"][arm]["value"]
-            if ratio.get("n", 0) == 0 or math.isnan(ratio.get("low", math.nan)):
-                if (a == 0 and b == 0) or math.isnan(a) or math.isnan(b):
-                    continue  # nothing to compare (e.g. a hit ratio without a cache)
-                unshown.append(f"{entry['label']} ({fmt(a)} vs {fmt(b)})")
+            if math.isnan(a) or math.isnan(b) or a == b == 0:
+                continue  # nothing to compare (e.g. a hit ratio without a cache)
+            if ratio.get("n", 0) == 0 or math.isnan(ratio.get("value", math.nan)):
+                # no ratio (a zero baseline): compare the arms' intervals instead
+                ia, ib = entry["arms"][st["baseline"]], entry["arms"][arm]
+                text = (
+                    f"{entry['label']}: {fmt(a)} [{fmt(ia['low'])}, {fmt(ia['high'])}] → "
+                    f"{fmt(b)} [{fmt(ib['low'])}, {fmt(ib['high'])}]"
+                )
+                apart = ia["high"] < ib["low"] or ib["high"] < ia["low"]
+                (shown if apart else unshown).append(text + (" (intervals apart)" if apart else ""))
                 continue
             text = (
                 f"{entry['label']}: {fmt(a)} → {fmt(b)}, ratio {fmt(ratio['value'])} "
@@ -306,6 +316,28 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
         "phase's load-test folder under `phases/`.",
         "",
     ]
+    for p in data["phases"]:
+        if "failures" not in p and p.get("loadtest_dir"):
+            from experiments.runner import _failures
+
+            folder = Path(p["loadtest_dir"])
+            p["failures"] = _failures(folder if folder.is_absolute() else REPO / folder)
+    failed = [p for p in data["phases"] if p.get("failures")]
+    if failed:
+        lines += ["### Failed requests", ""]
+        lines += [
+            "Read them before the table: a burst in one phase (for example while other "
+            "work restarted the shared PostgreSQL or Redis) is not the arm's doing.",
+            "",
+        ]
+        for p in failed:
+            for f in p["failures"]:
+                lines.append(
+                    f"- phase {p['index'] + 1} ({p['arm']}{p['rep']}): {f.get('Occurrences')} x "
+                    f"`{f.get('Method')} {f.get('Name')}` {f.get('Error')}, "
+                    f"{f.get('First Seen')} to {f.get('Last Seen')}"
+                )
+        lines.append("")
     lines += ["## Plots", ""] + [f"![{n}]({n})" for n in plots] + [""]
     if st.get("analysis"):
         lines += ["## Analysis", "", st["analysis"]["markdown"], ""]

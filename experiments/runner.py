@@ -24,6 +24,7 @@ from experiments.schedule import alternation
 # Figures every phase records (besides the experiment's own resources).
 METRICS = {
     "throughput_rps": "throughput of the measured endpoint (req/s)",
+    "goodput_rps": "successful requests of that endpoint (req/s)",
     "p50_ms": "p50 latency (ms)",
     "p95_ms": "p95 latency (ms)",
     "p99_ms": "p99 latency (ms)",
@@ -120,11 +121,30 @@ def phase_record(
         if result.out.is_relative_to(REPO)
         else str(result.out),
         "checks": result.summary.get("checks"),
+        "failures": _failures(result.out),
     }
+    derive(record)
     pm.requests = requests
     if experiment.resources is not None:
         record["resources"] = experiment.resources(pm)
     return record
+
+
+def derive(record: dict[str, Any]) -> dict[str, Any]:
+    """Figures computed from others (also for folders written before they existed)."""
+    rate, failed = record.get("throughput_rps"), record.get("error_rate")
+    if "goodput_rps" not in record and rate is not None and failed is not None:
+        record["goodput_rps"] = rate * (1 - failed)
+    return record
+
+
+def _failures(folder: Path) -> list[dict[str, str]]:
+    """The load-test runner's failure table of a phase (kind, count, first and last seen)."""
+    path = folder / "locust_failures.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [dict(row) for row in csv.DictReader(f)]
 
 
 def _host_cpu() -> tuple[float, float]:
@@ -170,7 +190,7 @@ def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Pa
             }
             for a in experiment.arms
         ],
-        "schedule": [f"{p.arm}{p.rep}" for p in schedule],
+        "schedule": [p.arm + ("" if len(p.arm) == 1 else "#") + str(p.rep) for p in schedule],
     }
     print(f"== {name}: {experiment.title}" + ("  [SMOKE RUN]" if quick else ""), flush=True)
     print(f"   schedule {' '.join(meta['schedule'])}; results in {out}", flush=True)
@@ -267,7 +287,7 @@ def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Pa
     meta["duration_s"] = round(time.monotonic() - began, 1)
     meta["context"] = ctx.data
     write_raw(out, meta, records, history)
-    summary = summarize(experiment, records)
+    summary = summarize([a.key for a in experiment.arms], records)
     if experiment.analysis is not None:
         text, figures = experiment.analysis({"records": records, "meta": meta})
         summary["analysis"] = {"markdown": text, "figures": figures}
@@ -275,6 +295,21 @@ def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Pa
     report.write(out)
     print(f"== report: {out / 'report.md'}", flush=True)
     return out
+
+
+def recompute(out: Path) -> Path:
+    """stats.json (and the analysis) again from a folder's raw phases, then the report."""
+    from experiments.framework import load as load_experiment
+
+    meta = json.loads((out / "meta.json").read_text())
+    records = [derive(r) for r in json.loads((out / "phases.json").read_text())]
+    experiment = load_experiment(meta["experiment"])
+    summary = summarize([a["key"] for a in meta["arms"]], records)  # the run's own arms
+    if experiment.analysis is not None:
+        text, figures = experiment.analysis({"records": records, "meta": meta})
+        summary["analysis"] = {"markdown": text, "figures": figures}
+    (out / "stats.json").write_text(json.dumps(summary, indent=2, default=str))
+    return report.write(out)
 
 
 def write_raw(
@@ -311,16 +346,16 @@ def metric_values(records: list[dict[str, Any]], arm: str, key: str) -> list[flo
     return values
 
 
-def summarize(experiment: Experiment, records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(arms: list[str], records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per metric and arm: median with a bootstrap 95 % interval; per change arm: the ratio of
     its median to the baseline's, with its interval."""
     keys = list(METRICS)
     for r in records:
         keys += [k for k in r.get("resources", {}) if k not in keys]
-    baseline = experiment.baseline.key
+    baseline = arms[0]
     out: dict[str, Any] = {"baseline": baseline, "metrics": {}}
     for key in keys:
-        per_arm = {a.key: metric_values(records, a.key, key) for a in experiment.arms}
+        per_arm = {arm: metric_values(records, arm, key) for arm in arms}
         entry: dict[str, Any] = {"label": METRICS.get(key, key), "arms": {}, "ratios": {}}
         for arm, values in per_arm.items():
             entry["arms"][arm] = stats.bootstrap_ci(values).as_dict() | {"values": values}

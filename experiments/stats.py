@@ -159,7 +159,8 @@ def fit_usl(concurrency: Values, throughput: Values) -> USLFit:
     N / X(N) = (1 + sigma (N-1) + kappa N (N-1)) / lambda is linear in (1/lambda,
     sigma/lambda, kappa/lambda), so the fit is a linear least-squares problem on N/X, with
     sigma and kappa constrained to be non-negative (the coefficient that comes out negative is
-    pinned to 0 and the rest refitted)."""
+    pinned to 0 and the rest refitted). Residuals are relative, so every concurrency level
+    counts alike."""
     n = np.asarray(concurrency, dtype=float)
     x = np.asarray(throughput, dtype=float)
     keep = np.isfinite(n) & np.isfinite(x) & (x > 0) & (n > 0)
@@ -171,11 +172,12 @@ def fit_usl(concurrency: Values, throughput: Values) -> USLFit:
     best: tuple[float, dict[str, float]] | None = None
     for free in (("a", "b", "c"), ("a", "b"), ("a", "c"), ("a",)):
         design = np.column_stack([columns[k] for k in free])
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        # rows divided by y: relative errors, so the high-N points do not dominate the fit
+        coef, *_ = np.linalg.lstsq(design / y[:, None], np.ones_like(y), rcond=None)
         params = dict(zip(free, (float(c) for c in coef), strict=True))
         if any(v < 0 for v in params.values()):
             continue
-        residual = float(np.sum((design @ coef - y) ** 2))
+        residual = float(np.sum(((design @ coef - y) / y) ** 2))
         if len(free) == 3:
             best = (residual, params)
             break  # the unconstrained optimum is feasible

@@ -36,10 +36,24 @@ def analysis(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     lines.append(
         f"USL fit on {len(n)} phases: lambda = {fmt(fit.lambda_)} req/s per client, "
         f"sigma (contention) = {fit.sigma:.4f}, kappa (coherency) = {fit.kappa:.2e}, "
-        f"R² = {fit.r2:.3f}. "
-        f"Predicted peak: {fmt(peak_x)} req/s at N ≈ {fmt(peak_n)} concurrent clients"
-        + (" (beyond the measured range: an extrapolation)." if peak_n > max(n) else ".")
+        f"R² = {fit.r2:.3f}."
     )
+    if math.isinf(peak_n) or peak_n > 1e4:
+        lines.append(
+            f"No retrograde region (kappa about 0): throughput approaches lambda/sigma = "
+            f"{fmt(peak_x)} req/s as clients are added, without a peak."
+        )
+    else:
+        lines.append(
+            f"Predicted peak: {fmt(peak_x)} req/s at N ≈ {fmt(peak_n)} concurrent clients"
+            + (" (beyond the measured range: an extrapolation)." if peak_n > max(n) else ".")
+        )
+    if fit.r2 < 0.8:
+        lines.append(
+            f"**The fit is poor (R² {fit.r2:.2f})**: the USL does not describe these "
+            "measurements well (noise from other work on the machine, or a load generator "
+            "short of CPU); its parameters and peak are not reliable."
+        )
     lines += [
         "",
         "| VUs | throughput req/s (median) | p95 ms (median) | host CPU % (median) |",

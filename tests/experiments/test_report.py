@@ -93,7 +93,7 @@ def folder(tmp_path: Path) -> Path:
         "schedule": ["A1", "B1", "A2", "B2", "A3", "B3"],
     }
     runner.write_raw(tmp_path, meta, records, history)
-    (tmp_path / "stats.json").write_text(json.dumps(runner.summarize(experiment, records)))
+    (tmp_path / "stats.json").write_text(json.dumps(runner.summarize(["A", "B"], records)))
     report.write(tmp_path, headline=list(experiment.headline), limits=list(experiment.limits))
     return tmp_path
 

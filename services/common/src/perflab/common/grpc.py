@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
@@ -26,7 +27,8 @@ def _split_method(full_method: str) -> tuple[str, str]:
 
 
 class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Records `rpc_server_duration_seconds` for unary-unary handlers, by status code."""
+    """Records `rpc_server_duration_seconds` for unary-unary handlers, by status code, and
+    answers an undecodable request with INVALID_ARGUMENT (grpc.aio itself says UNKNOWN)."""
 
     async def intercept_service(
         self,
@@ -38,11 +40,17 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
             return handler
         service, method = _split_method(handler_call_details.method)
         inner = handler.unary_unary
+        deserialize = handler.request_deserializer
 
-        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def timed(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                try:
+                    request = deserialize(raw) if deserialize else raw
+                except DecodeError:
+                    code = grpc.StatusCode.INVALID_ARGUMENT
+                    await context.abort(code, f"the request is not a valid {method} message")
                 return await inner(request, context)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
@@ -63,7 +71,7 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             timed,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=None,  # raw bytes: `timed` decodes them itself
             response_serializer=handler.response_serializer,
         )
 

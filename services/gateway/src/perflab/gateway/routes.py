@@ -16,6 +16,7 @@ from perflab.gateway.deps import (
 from perflab.gateway.idempotency import KeyReused, fingerprint
 from perflab.gateway.middleware import remaining_budget
 from perflab.gateway.schemas import (
+    INT64_MAX,
     CustomerId,
     OrderCreate,
     OrderPage,
@@ -63,7 +64,7 @@ async def list_products(
 
 @router.get("/products/{product_id}", response_model=ProductPublic, tags=["catalog"])
 async def get_product(
-    product_id: Annotated[int, Path(gt=0)],
+    product_id: Annotated[int, Path(gt=0, le=INT64_MAX)],
     orders: OrdersStub,
     cache: ProductCache,
     settings: SettingsDep,

@@ -10,6 +10,9 @@ CustomerId = Annotated[
 ]
 
 
+INT64_MAX = 2**63 - 1  # ids travel as protobuf int64
+
+
 class ProductPublic(BaseModel):
     id: int
     sku: str
@@ -26,7 +29,7 @@ class ProductPage(BaseModel):
 
 
 class OrderItemCreate(BaseModel):
-    product_id: int = Field(gt=0)
+    product_id: int = Field(gt=0, le=INT64_MAX)
     quantity: int = Field(ge=1, le=100)
 
 

@@ -88,7 +88,21 @@ def _parse_uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError as exc:
-        raise InvalidArgument(f"{what} is not a UUID: {value!r}") from exc
+        raise InvalidArgument(f"{what} is not a UUID: {_quote(value)}") from exc
+
+
+def _quote(value: str) -> str:
+    """A value for an error message, cut short: the message must fit gRPC's metadata limit."""
+    return repr(value[:64] + ("..." if len(value) > 64 else ""))
+
+
+def _text(value: str, what: str, max_length: int) -> str:
+    """PostgreSQL text cannot hold NUL, and columns have lengths: refuse both up front."""
+    if "\x00" in value:
+        raise InvalidArgument(f"{what} must not contain NUL characters")
+    if len(value) > max_length:
+        raise InvalidArgument(f"{what} is longer than {max_length} characters")
+    return value
 
 
 def validate_new_order(customer_id: str, items: Sequence[NewItem], limits: Limits) -> None:
@@ -144,10 +158,12 @@ class Repository:
         size = _page_size(page_size, self.limits)
         query = select(Product).order_by(Product.id).limit(size + 1)
         if category:
-            query = query.where(Product.category == category)
+            query = query.where(Product.category == _text(category, "category", 64))
         if page_token:
             try:
                 (after,) = decode_token(page_token, 1)
+                if not 0 <= int(after) < 2**63:
+                    raise ValueError(after)
                 query = query.where(Product.id > int(after))
             except (InvalidPageToken, ValueError) as exc:
                 raise InvalidArgument("page_token is not a token this API issued") from exc
@@ -163,8 +179,7 @@ class Repository:
     ) -> tuple[Order, bool]:
         """Returns the order and whether it was created now (False: an idempotent replay)."""
         validate_new_order(customer_id, items, self.limits)
-        if len(idempotency_key) > 128:
-            raise InvalidArgument("idempotency key is longer than 128 characters")
+        _text(idempotency_key, "idempotency key", 128)
         if idempotency_key:
             existing = await self._by_idempotency_key(idempotency_key)
             if existing is not None:
@@ -261,7 +276,7 @@ class Repository:
             await self._injected_slowness(session)
             order = await session.get(Order, oid)
         if order is None:
-            raise NotFound(f"order {order_id} does not exist")
+            raise NotFound(f"order {_quote(order_id)} does not exist")
         return order
 
     async def list_customer_orders(
@@ -279,8 +294,9 @@ class Repository:
         if page_token:
             try:
                 created, oid = decode_token(page_token, 2)
-                cursor = (datetime.fromisoformat(created), uuid.UUID(oid))
-            except (InvalidPageToken, ValueError) as exc:
+                # Normalised to UTC, which fails for times no database could store.
+                cursor = (datetime.fromisoformat(created).astimezone(UTC), uuid.UUID(oid))
+            except (InvalidPageToken, ValueError, OverflowError) as exc:
                 raise InvalidArgument("page_token is not a token this API issued") from exc
             query = query.where(tuple_(Order.created_at, Order.id) < cursor)
         async with self._sessions() as session:
@@ -295,6 +311,8 @@ class Repository:
         self, order_id: str, paid: bool, payment_id: str, reason: str
     ) -> Order:
         oid = _parse_uuid(order_id, "order_id")
+        _text(payment_id, "payment_id", 64)
+        reason = _text(reason[:200], "reason", 200)
         status = PAID if paid else PAYMENT_FAILED
         async with self._sessions() as session, session.begin():
             created_at = await session.scalar(

@@ -69,13 +69,14 @@ class Ledger:
         try:
             oid = uuid.UUID(order_id)
         except ValueError as exc:
-            raise InvalidCharge(f"order_id is not a UUID: {order_id!r}") from exc
+            shown = order_id[:64] + ("..." if len(order_id) > 64 else "")
+            raise InvalidCharge(f"order_id is not a UUID: {shown!r}") from exc
         if amount_cents <= 0:
             raise InvalidCharge("amount_cents must be positive")
-        if not CURRENCY.match(currency):
+        if not CURRENCY.fullmatch(currency):
             raise InvalidCharge("currency must be a 3-letter ISO code such as EUR")
-        if not 1 <= len(customer_id) <= 64:
-            raise InvalidCharge("customer_id must be 1-64 characters")
+        if not 1 <= len(customer_id) <= 64 or "\x00" in customer_id:
+            raise InvalidCharge("customer_id must be 1-64 characters, without NUL")
 
         payment_id = await self._claim(oid, customer_id, amount_cents, currency)
         if payment_id is None:
