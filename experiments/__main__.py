@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,8 +21,9 @@ from experiments import framework, report, runner
 
 
 def latest_result(name: str) -> Path | None:
-    """The newest full run, else the newest smoke run, that has a report."""
+    """The newest complete full run, else the newest smoke run, that has a report."""
     folders = sorted(p.parent for p in (framework.directory(name) / "results").glob("*/report.md"))
+    folders = [p for p in folders if "aborted" not in json.loads((p / "meta.json").read_text())]
     full = [p for p in folders if not p.name.endswith("-smoke")]
     chosen = full or folders
     return chosen[-1] if chosen else None

@@ -275,6 +275,12 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
     arms = [a["key"] for a in meta["arms"]]
     labels = _labels(meta)
     lines = [f"# {meta['experiment']}: {meta['title']}", ""]
+    if meta.get("aborted"):
+        lines += [
+            f"> **ABORTED** after {len(data['phases'])} of {len(meta['schedule'])} phases: "
+            f"{meta['aborted']}. Partial data; not a result.",
+            "",
+        ]
     if meta["smoke_run"]:
         lines += [
             "> **SMOKE RUN** (`--quick`): shortened phases and fewer repetitions, to check that",
@@ -379,6 +385,9 @@ def reference_section(out: Path, readme_dir: Path) -> str:
     results = report_md.split("## Results", 1)[1].split("## Plots", 1)[0].strip()
     results = results.split("\n\nRaw data:", 1)[0]
     conclusion_md = report_md.split("## Conclusion", 1)[1].split("## Limits", 1)[0].strip()
+    if "## Analysis" in report_md:
+        analysis = report_md.split("## Analysis", 1)[1].split("\n## ", 1)[0].strip()
+        conclusion_md = f"{analysis}\n\n{conclusion_md}"
     rel = out.relative_to(readme_dir) if out.is_relative_to(readme_dir) else out
     m = meta["machine"]
     lines = [
@@ -387,6 +396,12 @@ def reference_section(out: Path, readme_dir: Path) -> str:
         f"{meta['experiment']}`; do not edit by hand -->",
         "",
     ]
+    if meta.get("aborted"):
+        lines += [
+            f"> **ABORTED** after {len(data['phases'])} of {len(meta['schedule'])} phases: "
+            f"{meta['aborted']}. Partial data; not a result.",
+            "",
+        ]
     if meta["smoke_run"]:
         lines += [
             "> **SMOKE RUN** (`--quick`): the only run so far is a shortened one; these "
