@@ -28,6 +28,9 @@ def main() -> None:
             port=settings.http_port,
             log_config=None,  # keep our JSON logging
             timeout_graceful_shutdown=10,
+            # Longer than clients' and load balancers' idle timeouts (httpx: 5 s): with equal
+            # timeouts a client may reuse a connection the server is closing (ReadError).
+            timeout_keep_alive=75,
         )
     finally:
         shutdown_tracing()
