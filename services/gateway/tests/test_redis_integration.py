@@ -64,6 +64,15 @@ async def test_concurrent_misses_share_one_load(
     assert len(orders.requests) == 1
 
 
+async def test_stampede_protection_can_be_switched_off(
+    infra: Infra, redis_prefix: str, orders: SlowOrders
+) -> None:
+    async for client in gateway(settings_for(infra, redis_prefix, cache_coalesce=False), orders):
+        answers = await asyncio.gather(*(client.get("/api/products/8") for _ in range(10)))
+    assert {r.status_code for r in answers} == {200}
+    assert len(orders.requests) == 10  # every concurrent miss went to the database
+
+
 async def test_cache_can_be_switched_off(
     infra: Infra, redis_prefix: str, orders: SlowOrders
 ) -> None:

@@ -97,7 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.orders = OrdersServiceStub(channel)
         app.state.product_cache = ReadThroughCache(
             redis, "products", settings.redis_key_prefix, settings.cache_ttl_seconds,
-            enabled=settings.cache_enabled, faults=faults,
+            enabled=settings.cache_enabled, coalesce=settings.cache_coalesce, faults=faults,
         )  # fmt: skip
         app.state.idempotency = IdempotencyStore(
             redis, settings.redis_key_prefix, settings.idempotency_ttl_seconds

@@ -18,6 +18,10 @@ class Settings(ServiceSettings, FaultSettings):
         default=3.0, gt=0, description="Deadline of each call to the orders service."
     )
     cache_enabled: bool = Field(default=True, description="Cache-aside for product reads.")
+    cache_coalesce: bool = Field(
+        default=True,
+        description="Stampede protection: concurrent misses of one key share a single load.",
+    )
     cache_ttl_seconds: int = Field(default=60, ge=1, description="Lifetime of a cached product.")
     idempotency_ttl_seconds: int = Field(
         default=86400, ge=1, description="How long an Idempotency-Key is remembered."
