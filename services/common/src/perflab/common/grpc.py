@@ -28,7 +28,15 @@ def _split_method(full_method: str) -> tuple[str, str]:
 
 class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
     """Records `rpc_server_duration_seconds` for unary-unary handlers, by status code, and
-    answers an undecodable request with INVALID_ARGUMENT (grpc.aio itself says UNKNOWN)."""
+    answers an undecodable request with INVALID_ARGUMENT (grpc.aio itself says UNKNOWN).
+
+    `outage_reason` tells which unexpected errors mean a dependency is down or saturated (a
+    restarted database, say): those answer UNAVAILABLE with its reason, so clients retry
+    instead of seeing UNKNOWN.
+    """
+
+    def __init__(self, outage_reason: Callable[[BaseException], str | None] | None = None):
+        self._outage_reason = outage_reason
 
     async def intercept_service(
         self,
@@ -55,7 +63,15 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
-            except Exception:
+            except Exception as exc:
+                reason = (
+                    self._outage_reason(exc)
+                    if self._outage_reason and not isinstance(exc, grpc.aio.AbortError)
+                    else None
+                )
+                if reason is not None:
+                    code = grpc.StatusCode.UNAVAILABLE
+                    await context.abort(code, reason)
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             finally:
@@ -127,15 +143,17 @@ async def serve(
     port: int,
     grace_seconds: float,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    outage_reason: Callable[[BaseException], str | None] | None = None,
 ) -> None:
     """Runs a grpc.aio server until SIGTERM/SIGINT.
 
     `register` adds the servicers and returns their full service names, which get a health
-    status and reflection. On SIGTERM the health service flips to NOT_SERVING (so the load
-    balancer stops sending work), then in-flight RPCs get `grace_seconds` to finish.
+    status and reflection. `outage_reason`: see ServerMetricsInterceptor. On SIGTERM the
+    health service flips to NOT_SERVING (so the load balancer stops sending work), then
+    in-flight RPCs get `grace_seconds` to finish.
     """
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(), ServerMetricsInterceptor()],
+        interceptors=[aio_server_interceptor(), ServerMetricsInterceptor(outage_reason)],
         # Clients keep one HTTP/2 connection for good; ending it after a while makes them
         # reconnect through the Service, so replicas the HPA adds receive traffic too.
         options=[

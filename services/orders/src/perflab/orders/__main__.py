@@ -7,7 +7,7 @@ import grpc
 from aiokafka import AIOKafkaProducer
 from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 
-from perflab.common.db import create_engine, sessionmaker
+from perflab.common.db import create_engine, sessionmaker, unavailable_reason
 from perflab.common.faults import FaultFlags
 from perflab.common.grpc import serve
 from perflab.common.logging import configure_logging
@@ -62,7 +62,12 @@ async def run(settings: Settings) -> None:
         await engine.dispose()
 
     await serve(
-        register, settings.grpc_host, settings.grpc_port, settings.shutdown_grace_seconds, on_stop
+        register,
+        settings.grpc_host,
+        settings.grpc_port,
+        settings.shutdown_grace_seconds,
+        on_stop,
+        outage_reason=unavailable_reason,
     )
 
 

@@ -6,7 +6,6 @@ from typing import Any, TypeVar
 
 import grpc
 
-from perflab.common.db import unavailable_reason
 from perflab.contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from perflab.orders.models import Order, Product
 from perflab.orders.repository import (
@@ -44,12 +43,6 @@ def domain_errors(
             return await handler(self, request, context)
         except DomainError as exc:
             await context.abort(_CODES[type(exc)], str(exc))
-            raise  # unreachable: abort raises
-        except Exception as exc:
-            reason = unavailable_reason(exc)
-            if reason is None:
-                raise
-            await context.abort(grpc.StatusCode.UNAVAILABLE, reason)
             raise  # unreachable: abort raises
 
     return wrapper

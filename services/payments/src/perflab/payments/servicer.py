@@ -4,7 +4,6 @@ import asyncio
 
 import grpc
 
-from perflab.common.db import unavailable_reason
 from perflab.common.faults import FaultFlags
 from perflab.contracts.payments.v1 import payments_pb2, payments_pb2_grpc
 from perflab.payments.ledger import (
@@ -52,12 +51,6 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             )
         except ChargeError as exc:
             await context.abort(_CODES[type(exc)], str(exc))
-            raise  # unreachable: abort raises
-        except Exception as exc:
-            reason = unavailable_reason(exc)
-            if reason is None:
-                raise
-            await context.abort(grpc.StatusCode.UNAVAILABLE, reason)
             raise  # unreachable: abort raises
         p = result.payment
         return payments_pb2.Payment(
