@@ -124,16 +124,11 @@ class FaultFlags:
 
     async def refresh(self) -> None:
         assert self._redis is not None
-        raw = await self._redis.hgetall(self._settings.faults_key)
-        values: dict[str, float] = {}
-        for key, value in raw.items():
-            name = key.decode() if isinstance(key, bytes) else key
-            with contextlib.suppress(ValueError):
-                values[name] = validate(name, float(value))
-        for name in FAULTS:
-            if values.get(name, 0.0) != self._values.get(name, 0.0):
-                log.warning("fault changed", extra={"fault": name, "value": values.get(name, 0.0)})
-            FAULT_VALUE.labels(name).set(values.get(name, 0.0))
+        values = await read_faults(self._redis, self._settings.faults_key)
+        for name, value in values.items():
+            if value != self._values.get(name, 0.0):
+                log.warning("fault changed", extra={"fault": name, "value": value})
+            FAULT_VALUE.labels(name).set(value)
         self._values = values
 
     async def _poll(self) -> None:
@@ -169,9 +164,13 @@ async def set_fault(redis: Redis, key: str, name: str, value: float) -> None:
 
 
 async def read_faults(redis: Redis, key: str) -> dict[str, float]:
-    raw = await redis.hgetall(key)
-    stored = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
-    return {name: stored.get(name, 0.0) for name in FAULTS}
+    """Every known fault with its value (0 = off); values no service would accept count as 0."""
+    values = dict.fromkeys(FAULTS, 0.0)
+    for key_, value in (await redis.hgetall(key)).items():
+        name = key_.decode() if isinstance(key_, bytes) else key_
+        with contextlib.suppress(ValueError):  # unknown name, not a number, out of range
+            values[name] = validate(name, float(value))
+    return values
 
 
 async def _cli(args: argparse.Namespace) -> None:
