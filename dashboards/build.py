@@ -1032,6 +1032,33 @@ def data_stores() -> Dashboard:
                 thresholds=[("green", None), ("orange", 0.8)],
             ),
             timeseries(
+                "Requests waiting for a connection",
+                "Requests queued for a pool connection right now (opening a new one included). "
+                "Waiters while utilisation sits at 100% mean the pool, not PostgreSQL, limits.",
+                [
+                    target(
+                        f"sum by (job) (db_client_connections_pending_requests{{{pools}}})",
+                        "{{job}}",
+                    )
+                ],
+            ),
+            timeseries(
+                "Connection wait p95",
+                "Time to get a connection from the pool: near zero while one is free; the "
+                "queueing time when the pool is exhausted (up to DB_POOL_TIMEOUT_SECONDS).",
+                [
+                    target(
+                        quantile(
+                            0.95,
+                            f"db_client_connections_wait_time_seconds_bucket{{{pools}}}",
+                            "job",
+                        ),
+                        "{{job}}",
+                    )
+                ],
+                unit="s",
+            ),
+            timeseries(
                 "Database-bound calls p95",
                 "gRPC methods of orders and payments, each a few SQL statements in one "
                 "transaction. Exemplars open the trace, whose spans show each statement.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -22,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from experiments import stats
 from experiments.framework import Experiment
 from perflab.common.localstack import SERVICES, Infra, LocalStack, Ports, StackConfig, port_open
 
@@ -41,6 +44,15 @@ SERIES = (
 )
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+# Sampled once a second: backends of the experiment's database by what they do or wait for.
+ACTIVITY = """
+SELECT count(*) FILTER (WHERE state = 'active') AS pg_active_backends,
+       count(*) FILTER (WHERE wait_event_type = 'Lock') AS pg_lock_waiters,
+       count(*) FILTER (WHERE wait_event_type = 'IO' OR wait_event LIKE 'WAL%') AS pg_io_waiters
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+"""
 
 
 def parse_metrics(text: str) -> Samples:
@@ -90,13 +102,37 @@ class PhaseMetrics:
     def pg_delta(self, key: str) -> float:
         return self.pg_after.get(key, 0.0) - self.pg_before.get(key, 0.0)
 
+    def quantile(self, service: str, name: str, q: float, **labels: str) -> float:
+        """The q-quantile (0..1) of histogram `name` over the phase (bucket deltas), in the
+        histogram's unit; nan when nothing was observed."""
+        bounds = {
+            dict(ls)["le"]
+            for (n, ls) in self.after.services.get(service, {})
+            if n == f"{name}_bucket" and set(labels.items()) <= ls
+        }
+        buckets = [
+            (float(le), self.delta(service, f"{name}_bucket", le=le, **labels)) for le in bounds
+        ]
+        return stats.bucket_quantile(q, buckets)
+
+    def mean(self, service: str, name: str, **labels: str) -> float:
+        """Mean of histogram `name` over the phase (sum delta / count delta)."""
+        count = self.delta(service, f"{name}_count", **labels)
+        return self.delta(service, f"{name}_sum", **labels) / count if count else math.nan
+
 
 class Scraper:
     """Reads every service's /metrics once a second in a thread while a phase runs."""
 
-    def __init__(self, targets: dict[str, str], interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        targets: dict[str, str],
+        interval: float = 1.0,
+        database: dict[str, Any] | None = None,
+    ) -> None:
         self.targets = targets
         self.interval = interval
+        self.database = database  # asyncpg.connect() arguments: sample pg_stat_activity too
         self.series: list[Snapshot] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,8 +158,27 @@ class Scraper:
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.series.append(self.snapshot(SERIES))
+        loop = asyncio.new_event_loop()
+        conn = None
+        try:
+            while not self._stop.wait(self.interval):
+                snapshot = self.snapshot(SERIES)
+                if self.database is not None:
+                    try:
+                        if conn is None or conn.is_closed():
+                            conn = loop.run_until_complete(asyncpg.connect(**self.database))
+                        row = loop.run_until_complete(conn.fetchrow(ACTIVITY, timeout=2))
+                        snapshot.services["postgres"] = {
+                            (k, frozenset()): float(v) for k, v in dict(row or {}).items()
+                        }
+                    except (OSError, asyncpg.PostgresError, TimeoutError):
+                        conn = None
+                self.series.append(snapshot)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(conn.close())
+            loop.close()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -141,7 +196,19 @@ class RunContext:
         self.stack = stack
         self.data: dict[str, Any] = {}  # hooks keep what the report shows (plans, seed timing)
         targets = stack.config.ports.metrics_targets()
-        self.scraper = Scraper({s: a for s, a in targets.items() if s in stack.processes})
+        self.scraper = Scraper(
+            {s: a for s, a in targets.items() if s in stack.processes},
+            database=self._connect_args("orders"),
+        )
+
+    def _connect_args(self, database: str) -> dict[str, Any]:
+        config = self.stack.config
+        return {
+            "host": config.infra.host,
+            "port": int(config.infra.postgres),
+            "user": "perflab",
+            "database": config.orders_db if database == "orders" else config.payments_db,
+        }
 
     @property
     def gateway_url(self) -> str:
@@ -149,16 +216,9 @@ class RunContext:
 
     def sql(self, statement: str, *args: Any, database: str = "orders") -> list[dict[str, Any]]:
         """Runs one statement on the stack's own orders (or payments) database."""
-        config = self.stack.config
-        name = config.orders_db if database == "orders" else config.payments_db
 
         async def run() -> list[dict[str, Any]]:
-            conn = await asyncpg.connect(
-                host=config.infra.host,
-                port=int(config.infra.postgres),
-                user="perflab",
-                database=name,
-            )
+            conn = await asyncpg.connect(**self._connect_args(database))
             try:
                 return [dict(r) for r in await conn.fetch(statement, *args, timeout=600)]
             finally:
@@ -202,7 +262,25 @@ class RunContext:
             "SELECT xact_commit, blks_read, blks_hit FROM pg_stat_database "
             "WHERE datname = current_database()"
         )
-        return {k: float(v) for row in (rows[:1] + db[:1]) for k, v in row.items()}
+        # server-wide: WAL writes and fsyncs (times need track_wal_io_timing, in ms)
+        wal = self.sql(
+            "SELECT wal_records, wal_bytes::float8 AS wal_bytes, wal_write, wal_sync, "
+            "wal_write_time, wal_sync_time FROM pg_stat_wal"
+        )
+        figures = {k: float(v) for row in (rows[:1] + db[:1] + wal[:1]) for k, v in row.items()}
+        figures["postgres_cpu_seconds"] = postgres_cpu_seconds()
+        return figures
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of the PostgreSQL server's processes (all its backends, whichever database).
+    Backends that exit take their time with them; the services' pools keep theirs open."""
+    total = 0.0
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        if process.info["name"] in ("postgres", "postmaster") and process.info["cpu_times"]:
+            times = process.info["cpu_times"]
+            total += times.user + times.system
+    return total
 
 
 # --- the isolated stack ----------------------------------------------------------------------

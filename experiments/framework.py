@@ -78,6 +78,7 @@ class Arm:
     env: dict[str, dict[str, str]] = field(default_factory=dict)
     faults: dict[str, float] = field(default_factory=dict)
     enter: Hook | None = None
+    before_phase: Hook | None = None  # before every phase of this arm (e.g. empty the cache)
     load: LoadProfile | None = None
     x: float | None = None  # numeric position (e.g. concurrency) for sweeps
 
@@ -103,6 +104,9 @@ class Experiment:
     setup: Hook | None = None  # after the stack is up, before the first phase
     teardown: Hook | None = None  # always, before the stack goes away
     resources: Callable[[Any], dict[str, float]] | None = None  # PhaseMetrics -> figures
+    # Seconds to wait after each phase until no order is PENDING, so a backlog left by one
+    # arm does not run into the next; the time it took is recorded as `drain_s`.
+    drain_s: float = 0.0
     headline: tuple[str, ...] = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
     analysis: Callable[[dict[str, Any]], tuple[str, dict[str, Any]]] | None = None
     limits: tuple[str, ...] = ()

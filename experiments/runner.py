@@ -147,6 +147,29 @@ def _failures(folder: Path) -> list[dict[str, str]]:
         return [dict(row) for row in csv.DictReader(f)]
 
 
+def drain(ctx: RunContext, timeout: float) -> dict[str, float]:
+    """Waits until the phase's orders are all final; how many were pending, how long it took."""
+
+    def pending() -> int:
+        return int(ctx.sql("SELECT count(*) AS n FROM orders WHERE status = 'PENDING'")[0]["n"])
+
+    started = time.monotonic()
+    at_end = left = pending()
+    while left and time.monotonic() - started < timeout:
+        time.sleep(0.5)
+        left = pending()
+    waited = time.monotonic() - started
+    if left:
+        print(f"   {left} orders still PENDING after {timeout:.0f}s of draining", flush=True)
+    elif at_end:
+        print(f"   drained {at_end} pending orders in {waited:.1f}s", flush=True)
+    return {
+        "pending_at_end": float(at_end),
+        "drain_s": waited if not left else math.nan,
+        "pending_after_drain": float(left),
+    }
+
+
 def _host_cpu() -> tuple[float, float]:
     t = psutil.cpu_times()
     idle = t.idle + getattr(t, "iowait", 0.0)
@@ -220,6 +243,8 @@ def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Pa
                             print(
                                 f"   restarted {', '.join(restarted)} for {arm.label}", flush=True
                             )
+                    if arm.before_phase is not None:
+                        arm.before_phase(ctx)
                     profile = experiment.load_for(arm, quick)
                     tag = f"{phase.index + 1:02d}-{arm.key}{phase.rep}"
                     print(
@@ -260,6 +285,8 @@ def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Pa
                     record = phase_record(
                         experiment, arm, phase.rep, phase.index, result, pm, host, started, ended
                     )
+                    if experiment.drain_s > 0:
+                        record.setdefault("resources", {}).update(drain(ctx, experiment.drain_s))
                     records.append(record)
                     for row in result.history:
                         history.append({"phase": tag, "arm": arm.key, "rep": phase.rep, **row})

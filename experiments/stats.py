@@ -192,3 +192,25 @@ def fit_usl(concurrency: Values, throughput: Values) -> USLFit:
     total = float(np.sum((x - x.mean()) ** 2))
     r2 = 1 - float(np.sum((x - predicted) ** 2)) / total if total else 1.0
     return USLFit(fit.lambda_, fit.sigma, fit.kappa, r2)
+
+
+def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
+    """The q-quantile (0..1) of a Prometheus histogram given as cumulative (le, count) pairs,
+    interpolated linearly inside the bucket, as PromQL's histogram_quantile does; nan when the
+    histogram is empty. A quantile in the +Inf bucket is the highest finite bound."""
+    ordered = sorted(buckets)
+    if not ordered or ordered[-1][1] <= 0:
+        return math.nan
+    total = ordered[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in ordered:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            share = (rank - lower_count) / (count - lower_count)
+            return lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return lower_bound

@@ -58,6 +58,8 @@ port = $POSTGRES_PORT
 unix_socket_directories = '$PGDATA'
 max_connections = 300
 shared_buffers = 128MB
+# WAL write and fsync times in pg_stat_wal: the commit cost the write-load experiment reports.
+track_wal_io_timing = on
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
   ((EUID != 0)) || chown "$PERFLAB_PG_USER:" "$PGDATA"/pg_hba.conf "$PGDATA"/*.conf

@@ -204,10 +204,22 @@ def prepare() -> dict[str, Any]:
     assert statuses.get(200, 0) > 0 and statuses.get(202, 0) > 0, statuses
     # Scrapes every 5 s, rules every 5 s (SLO groups every 30 s): wait until every recorded
     # series exists, which also means the services were scraped after the burst.
-    records = sorted({r.name for r in load_rules() if r.kind == "record"})
+    # One selector per rule, labels included: several SLOs record the same name, and the
+    # groups are evaluated at different moments.
+    records = sorted(
+        {
+            rule["record"]
+            + "{"
+            + ", ".join(f'{k}="{v}"' for k, v in sorted(rule.get("labels", {}).items()))
+            + "}"
+            for group in _rule_groups_in_files()
+            for rule in group["rules"]
+            if "record" in rule
+        }
+    )
     wait_for(
         "every recording rule to produce a series",
-        lambda: all(instant(name) for name in records),
+        lambda: all(instant(selector) for selector in records),
         90,
         every=3,
     )

@@ -76,3 +76,18 @@ def test_usl_fit_without_retrograde_puts_the_peak_at_lambda_over_sigma() -> None
 def test_usl_fit_needs_three_levels() -> None:
     with pytest.raises(ValueError, match="three"):
         stats.fit_usl([1, 2, 1, 2], [10, 19, 10, 19])
+
+
+def test_bucket_quantile_interpolates_inside_the_bucket_like_promql() -> None:
+    # 100 observations: 50 in (0, 0.1], 40 in (0.1, 0.5], 10 in (0.5, 1]
+    buckets = [(0.1, 50.0), (0.5, 90.0), (1.0, 100.0), (math.inf, 100.0)]
+    assert stats.bucket_quantile(0.5, buckets) == pytest.approx(0.1)
+    assert stats.bucket_quantile(0.7, buckets) == pytest.approx(0.1 + 0.4 * 20 / 40)
+    assert stats.bucket_quantile(0.95, buckets) == pytest.approx(0.5 + 0.5 * 5 / 10)
+    assert stats.bucket_quantile(0.25, buckets) == pytest.approx(0.05)  # from 0 within le=0.1
+
+
+def test_bucket_quantile_in_the_inf_bucket_is_the_highest_bound_and_nan_when_empty() -> None:
+    assert stats.bucket_quantile(0.99, [(1.0, 10.0), (math.inf, 20.0)]) == 1.0
+    assert math.isnan(stats.bucket_quantile(0.5, [(1.0, 0.0), (math.inf, 0.0)]))
+    assert math.isnan(stats.bucket_quantile(0.5, []))

@@ -4,12 +4,12 @@ import time
 from typing import Any
 
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-from prometheus_client import Gauge
+from prometheus_client import Gauge, Histogram
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, QueuePool
 
 from perflab.common.metrics import DB_CLIENT_OPERATION_DURATION, observe
 from perflab.common.settings import DatabaseSettings
@@ -23,6 +23,31 @@ DB_CONNECTIONS_MAX = Gauge(
     "db_client_connections_max", "Most connections the pool may open (size + overflow)."
 )
 
+DB_CONNECTIONS_PENDING = Gauge(
+    "db_client_connections_pending_requests",
+    "Requests waiting for a pool connection right now (opening a new one included).",
+)
+DB_CONNECTION_WAIT = Histogram(
+    "db_client_connections_wait_time_seconds",
+    "Time to obtain a connection from the pool: queueing for a free one when the pool is "
+    "exhausted, or opening a new one.",
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+class WaitTimedPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's async queue pool, plus how many requests wait for a connection and for how
+    long. SQLAlchemy has no event for "started waiting", so the checkout itself is timed."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        DB_CONNECTIONS_PENDING.inc()
+        started = time.perf_counter()
+        try:
+            return super()._do_get()
+        finally:
+            DB_CONNECTIONS_PENDING.dec()
+            DB_CONNECTION_WAIT.observe(time.perf_counter() - started)
+
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     server_settings = {"application_name": "perflab"}
@@ -34,6 +59,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=True,  # a restarted PostgreSQL costs one failed ping, not a failed request
+        poolclass=WaitTimedPool,
         connect_args={"server_settings": server_settings},
     )
     SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)

@@ -128,6 +128,7 @@ class StackConfig:
                 "DATABASE_URL": i.database_url(self.orders_db),
                 "GRPC_PORT": str(p.orders),
                 "METRICS_PORT": str(p.orders_metrics),
+                "PAYMENTS_ADDR": f"127.0.0.1:{p.payments}",  # PAYMENT_MODE=sync
             },
             "payments": {
                 "DATABASE_URL": i.database_url(self.payments_db),

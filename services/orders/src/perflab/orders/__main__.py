@@ -9,13 +9,15 @@ from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 
 from perflab.common.db import create_engine, sessionmaker, unavailable_reason
 from perflab.common.faults import FaultFlags
-from perflab.common.grpc import serve
+from perflab.common.grpc import insecure_channel, serve
 from perflab.common.logging import configure_logging
 from perflab.common.metrics import serve_metrics
 from perflab.common.settings import ORDERS_CREATED_TOPIC
 from perflab.common.telemetry import setup_tracing
 from perflab.contracts.orders.v1 import orders_pb2, orders_pb2_grpc
+from perflab.contracts.payments.v1 import payments_pb2_grpc
 from perflab.orders.outbox import OutboxRelay
+from perflab.orders.payment import SyncPayer
 from perflab.orders.repository import Limits, Repository
 from perflab.orders.servicer import OrdersServicer
 from perflab.orders.settings import Settings, get_settings
@@ -48,10 +50,20 @@ async def run(settings: Settings) -> None:
         faults=faults,
     )
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+    payments_channel = None
+    payer = None
+    if settings.payment_mode == "sync":
+        payments_channel = insecure_channel(settings.payments_addr)
+        payer = SyncPayer(
+            payments_pb2_grpc.PaymentsServiceStub(payments_channel),
+            repository,
+            settings.payment_timeout_seconds,
+        )
+    log.info("payment mode %s", settings.payment_mode)
 
     def register(server: grpc.aio.Server) -> list[str]:
         orders_pb2_grpc.add_OrdersServiceServicer_to_server(
-            OrdersServicer(repository, relay.notify), server
+            OrdersServicer(repository, relay.notify, payer), server
         )
         return [orders_pb2.DESCRIPTOR.services_by_name["OrdersService"].full_name]
 
@@ -59,6 +71,8 @@ async def run(settings: Settings) -> None:
         await relay.stop()
         await relay_task
         await faults.stop()
+        if payments_channel is not None:
+            await payments_channel.close()
         await engine.dispose()
 
     await serve(

@@ -8,6 +8,7 @@ import grpc
 
 from perflab.contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from perflab.orders.models import Order, Product
+from perflab.orders.payment import SyncPayer
 from perflab.orders.repository import (
     Conflict,
     DomainError,
@@ -80,9 +81,15 @@ def order_pb(o: Order) -> orders_pb2.Order:
 
 
 class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
-    def __init__(self, repository: Repository, on_order_created: Callable[[], None]):
+    def __init__(
+        self,
+        repository: Repository,
+        on_order_created: Callable[[], None],
+        payer: SyncPayer | None = None,
+    ):
         self._repo = repository
         self._on_order_created = on_order_created
+        self._payer = payer  # PAYMENT_MODE=sync
 
     @domain_errors
     async def GetProduct(
@@ -112,6 +119,8 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         )
         if created:
             self._on_order_created()
+            if self._payer is not None:
+                order = await self._payer.settle(order, context.time_remaining())
         else:
             await context.send_initial_metadata((("x-idempotent-replay", "true"),))
         return order_pb(order)

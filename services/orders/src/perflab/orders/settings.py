@@ -1,4 +1,5 @@
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,6 +23,17 @@ class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, KafkaSetti
     max_order_items: int = Field(default=50, ge=1, description="Distinct products per order.")
     max_item_quantity: int = Field(default=100, ge=1, description="Units of one product.")
     max_page_size: int = Field(default=100, ge=1, description="Upper bound for page_size.")
+    payment_mode: Literal["async", "sync"] = Field(
+        default="async",
+        description="async: the worker charges orders from their Kafka event; sync: CreateOrder "
+        "charges them before it returns (the worker stays the fallback).",
+    )
+    payments_addr: str = Field(
+        default="127.0.0.1:15052", description="payments gRPC host:port (PAYMENT_MODE=sync)."
+    )
+    payment_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Deadline of the synchronous charge (or the caller's)."
+    )
 
 
 @lru_cache
