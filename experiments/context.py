@@ -36,6 +36,7 @@ log = logging.getLogger("experiments")
 SERIES = (
     "db_client_connections_usage",
     "db_client_connections_max",
+    "db_client_connections_pending_requests",
     "http_server_active_requests",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
@@ -234,6 +235,19 @@ class RunContext:
             check=True,
             capture_output=True,
         )
+
+    def flush_cache(self) -> int:
+        """Empties the gateway's cache (this stack's keys only); returns how many were removed."""
+        import redis
+
+        client = redis.Redis.from_url(self.stack.config.infra.redis_url)
+        try:
+            keys = list(client.scan_iter(match=f"{self.stack.config.redis_prefix}cache:*"))
+            for i in range(0, len(keys), 500):
+                client.delete(*keys[i : i + 500])
+            return len(keys)
+        finally:
+            client.close()
 
     def apply_env(self, env: dict[str, dict[str, str]]) -> list[str]:
         """Restarts the services whose environment changes; returns their names."""

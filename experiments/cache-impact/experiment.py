@@ -66,8 +66,8 @@ EXPERIMENT = Experiment(
     limits=(
         "One read endpoint (GET /api/products/{id}) with Zipf-distributed ids over 10,000 "
         "products; a flatter popularity or a larger catalog lowers the hit ratio and the gain.",
-        "The cold-cache spike with and without stampede protection (asked for in issue 6) is "
-        "not measured: the gateway has no switch to turn the protection off.",
+        "A warm cache only: the cold-cache spike with and without stampede protection is the "
+        "cache-stampede experiment (make experiment NAME=cache-stampede).",
         "Each phase starts with a cache warmed by the warm-up of the same arm; TTL 60 s, so "
         "expiry refills are part of every phase.",
     ),

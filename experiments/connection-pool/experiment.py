@@ -16,6 +16,9 @@ def resources(pm: Any) -> dict[str, float]:
         "pool_used_mean": pm.gauge("orders", "db_client_connections_usage", "mean", state="used"),
         "pool_used_max": pm.gauge("orders", "db_client_connections_usage", "max", state="used"),
         "pool_max": pm.gauge("orders", "db_client_connections_max", "max"),
+        "pool_waiters_mean": pm.gauge("orders", "db_client_connections_pending_requests", "mean"),
+        "pool_wait_p95_ms": 1000
+        * pm.quantile("orders", "db_client_connections_wait_time_seconds", 0.95),
         "orders_cpu_ms_per_request": 1000
         * pm.delta("orders", "process_cpu_seconds_total")
         / pm.requests
@@ -60,7 +63,16 @@ EXPERIMENT = Experiment(
         focus="/api/products/{id}",
     ),
     resources=resources,
-    headline=("p50_ms", "p95_ms", "p99_ms", "goodput_rps", "error_rate", "pool_used_mean"),
+    headline=(
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "goodput_rps",
+        "error_rate",
+        "pool_used_mean",
+        "pool_waiters_mean",
+        "pool_wait_p95_ms",
+    ),
     limits=(
         f"The connection hold time comes from the db_slow_ms fault ({SLOW_MS} ms pg_sleep per "
         "transaction, no CPU): it stands for slow queries; with the real sub-millisecond "
