@@ -96,7 +96,7 @@ bench: venv ## Benchmark against the local stack: figures, not pass/fail.
 	$(PY) scripts/bench.py
 
 .PHONY: audit
-audit: venv ## Known vulnerabilities in constraints.txt (pip-audit); allow-list: .pip-audit-ignore.
+audit: venv ## Known vulnerabilities in constraints.txt (pip-audit; offline safety-db when unreachable); allow-list: .pip-audit-ignore.
 	$(PY) scripts/audit.py
 
 -include deploy/cluster.mk

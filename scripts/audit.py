@@ -1,29 +1,44 @@
 """`make audit`: known vulnerabilities in the pinned dependencies (constraints.txt), found by
 pip-audit against PyPI's vulnerability data (`--service osv` for OSV.dev).
 
+When neither can be reached (a machine without general internet access, like the one the lab
+is built on), the audit falls back to an offline database: PyUp's `safety-db` package from
+PyPI, read by the `safety` tool, both pinned and installed into their own virtualenv in the
+cache (~/.cache/perflab/). That database stopped at OFFLINE_DB_DATE: it knows no
+vulnerability disclosed later, and the audit says so every time it uses it. `--offline`
+goes straight to it.
+
 Vulnerabilities accepted for now are listed in `.pip-audit-ignore`, one per line with the
 reason. The audit ends with one of:
 
   0  no known vulnerability, apart from allow-listed ones
   1  known vulnerabilities (or packages the service could not audit): they are listed
-  2  pip-audit failed for another reason (its output is shown)
+  2  the audit failed for another reason (its output is shown)
   3  nothing could be audited: the vulnerability service is unreachable, or it knows none of
-     the pinned versions (pip-audit itself would then report "No known vulnerabilities")
+     the pinned versions (pip-audit itself would then report "No known vulnerabilities"),
+     and the offline database could not be installed either
 
 `--report FILE` judges an existing `pip-audit --format json` report instead of running it.
 """
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import venv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+SAFETY_VERSION = "1.10.3"  # the last release that reads a local database without an account
+OFFLINE_DB_VERSION = "2021.7.17"
+OFFLINE_DB_DATE = "2021-07-01"  # the database's own timestamp ($meta)
+CACHE = Path(os.environ.get("PERFLAB_CACHE", Path.home() / ".cache" / "perflab"))
+_CVE = re.compile(r"CVE-\d{4}-\d{4,}")
 OK, VULNERABLE, ERROR, UNAVAILABLE = 0, 1, 2, 3
 _UNREACHABLE = re.compile(
     r"ConnectionError|Max retries exceeded|Name or service not known|Temporary failure in "
@@ -124,12 +139,95 @@ def run_pip_audit(requirements: Path, service: str) -> tuple[dict[str, Any] | No
     return None, Verdict(ERROR, [f"pip-audit exited with {result.returncode}:", result.stderr])
 
 
+def offline_tool() -> tuple[Path, Path]:
+    """The `safety` executable and the database directory, installed once per version."""
+    home = CACHE / f"safety-{SAFETY_VERSION}-db-{OFFLINE_DB_VERSION}"
+    safety = home / "bin" / "safety"
+    if not safety.exists():
+        print(f"installing safety {SAFETY_VERSION} and safety-db {OFFLINE_DB_VERSION} into {home}")
+        venv.create(home, with_pip=True, clear=True)
+        subprocess.run(
+            [
+                str(home / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"safety=={SAFETY_VERSION}",
+                f"safety-db=={OFFLINE_DB_VERSION}",
+            ],
+            check=True,
+        )
+    found = subprocess.run(
+        [
+            str(home / "bin" / "python"),
+            "-c",
+            "import importlib.util; print(importlib.util.find_spec('safety_db').origin)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return safety, Path(found.stdout.strip()).parent
+
+
+def pinned(requirements: Path) -> dict[str, str]:
+    """name -> version of every `name==version` line (comments and markers ignored)."""
+    pins = {}
+    for raw in requirements.read_text().splitlines():
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[re.sub(r"\[.*\]", "", name).strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def run_offline(requirements: Path) -> tuple[dict[str, Any] | None, Verdict]:
+    """The offline audit, as a pip-audit-shaped report so that `judge` applies unchanged."""
+    try:
+        safety, database = offline_tool()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        return None, Verdict(UNAVAILABLE, [f"could not install the offline database: {exc}"])
+    result = subprocess.run(
+        [str(safety), "check", "--db", str(database), "--json", "-r", str(requirements)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        found = json.loads(result.stdout)
+    except ValueError:
+        return None, Verdict(ERROR, [f"safety exited with {result.returncode}:", result.stderr])
+    vulns: dict[str, list[dict[str, Any]]] = {}
+    for name, spec, _version, advisory, vuln_id, *_ in found:
+        vulns.setdefault(name.lower().replace("_", "-"), []).append(
+            {
+                "id": f"pyup.io-{vuln_id}",
+                "aliases": sorted(set(_CVE.findall(advisory))),
+                "fix_versions": [f"any outside {spec}"],
+                "description": advisory,
+            }
+        )
+    report = {
+        "dependencies": [
+            {"name": name, "version": version, "vulns": vulns.get(name, [])}
+            for name, version in sorted(pinned(requirements).items())
+        ]
+    }
+    return report, Verdict(OK)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requirements", type=Path, default=ROOT / "constraints.txt")
     parser.add_argument("--allow-list", type=Path, default=ROOT / ".pip-audit-ignore")
     parser.add_argument("--service", choices=["pypi", "osv"], default="pypi")
     parser.add_argument("--report", type=Path, help="judge this pip-audit JSON report")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help=f"use the offline database only (safety-db, up to {OFFLINE_DB_DATE})",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -140,8 +238,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         verdict = judge(json.loads(args.report.read_text()), allowed)
     else:
-        report, failure = run_pip_audit(args.requirements, args.service)
-        verdict = judge(report, allowed) if report is not None else failure
+        verdict = Verdict(UNAVAILABLE, ["--offline: the offline database only"])
+        if not args.offline:
+            report, verdict = run_pip_audit(args.requirements, args.service)
+            if report is not None:
+                verdict = judge(report, allowed)
+        if verdict.code == UNAVAILABLE:
+            for line in verdict.lines:
+                print(line)
+            print(
+                f"OFFLINE AUDIT with safety-db {OFFLINE_DB_VERSION}: it knows only "
+                f"vulnerabilities disclosed before {OFFLINE_DB_DATE}; run `make audit` where "
+                "pypi.org or osv.dev can be reached for a current verdict"
+            )
+            report, verdict = run_offline(args.requirements)
+            if report is not None:
+                verdict = judge(report, allowed)
     for line in verdict.lines:
         print(line)
     return verdict.code

@@ -1,6 +1,8 @@
 """`make audit` (scripts/audit.py): the pinned dependencies have no known vulnerability outside
 the documented allow-list, and the verdict logic cannot be fooled by an audit that audited
-nothing (pip-audit prints "No known vulnerabilities found" when it skipped every package)."""
+nothing (pip-audit prints "No known vulnerabilities found" when it skipped every package).
+Where pip-audit's services cannot be reached the audit runs on the offline database
+(safety-db): the tests prove with it, for real, that a known vulnerable pin fails the audit."""
 
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,25 @@ def test_the_pinned_dependencies_have_no_known_vulnerability(
     code = audit.main([])
     output = capsys.readouterr().out
     if code == audit.UNAVAILABLE:
-        pytest.skip(f"vulnerability service unavailable from this machine: {output.strip()}")
+        pytest.skip(f"no vulnerability database reachable or installable: {output.strip()}")
     assert code == audit.OK, output
+
+
+def test_a_known_vulnerable_pin_fails_the_offline_audit_unless_allow_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("Jinja2==2.10  # CVE-2020-28493 (ReDoS in urlize)\nsix==1.16.0\n")
+    allow = tmp_path / "allow"
+    allow.write_text("")
+    args = ["--offline", "--requirements", str(requirements), "--allow-list", str(allow)]
+    code = audit.main(args)
+    output = capsys.readouterr().out
+    assert code == audit.VULNERABLE, output
+    assert "VULNERABLE  jinja2==2.10" in output and "CVE-2020-28493" in output
+    assert "OFFLINE AUDIT" in output and "2 of 2 pinned packages audited: FAILED" in output
+    allow.write_text("CVE-2020-28493  accepted on purpose by this test\n")
+    assert audit.main(args) == audit.OK, capsys.readouterr().out
 
 
 def test_a_known_vulnerability_fails_the_audit() -> None:
