@@ -46,7 +46,9 @@ local-status: ## Show what the local stack runs.
 ##@ Faults (see README: "Faults on demand")
 
 TARGET ?= local
-FAULTS_CMD = $(if $(filter kind,$(TARGET)),bin/kubectl exec deploy/perflab-gateway -- python,$(PY)) -m perflab.common.faults
+# On kind: inside the gateway pod (it reaches the cluster's Redis), in the lab's namespace.
+KUBE_GATEWAY = $(KUBECTL) --context kind-$(CLUSTER) --namespace $(NAMESPACE) exec deploy/perflab-gateway -c gateway --
+FAULTS_CMD = $(if $(filter kind,$(TARGET)),$(KUBE_GATEWAY) python,$(PY)) -m perflab.common.faults
 
 .PHONY: fault
 fault: ## Switch a fault on the running lab: make fault NAME=payments_error_rate VALUE=0.5 [TARGET=kind]
@@ -106,11 +108,12 @@ audit: venv ## Known vulnerabilities in constraints.txt (pip-audit; offline safe
 
 # QUICK=1: a smoke run (short phases, fewer repetitions; the report says "SMOKE RUN").
 QUICK ?=
-EXPERIMENT = $(PY) -m experiments
+# TARGET=kind reaches the cluster with the pinned kubectl (make up installs it).
+EXPERIMENT = KUBECTL=$(KUBECTL) CLUSTER=$(CLUSTER) NAMESPACE=$(NAMESPACE) $(PY) -m experiments
 
 .PHONY: experiment experiments experiments-list
 
-experiment: venv ## One A/B experiment on an isolated copy of the stack: make experiment NAME=cache-impact TARGET=local [QUICK=1]
+experiment: venv ## One A/B experiment (TARGET=local: an isolated copy; kind: the cluster lab): make experiment NAME=cache-impact TARGET=local [QUICK=1]
 	@[ -n "$(NAME)" ] || { echo "usage: make experiment NAME=<experiment> [TARGET=local] [QUICK=1]; make experiments-list"; exit 2; }
 	$(EXPERIMENT) run $(NAME) --target $(TARGET) $(if $(QUICK),--quick)
 

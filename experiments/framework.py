@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from experiments.context import RunContext
+    pass
 
 HERE = Path(__file__).resolve().parent
-Hook = Callable[["RunContext"], None]
+# A hook gets the target's context: RunContext (local) or experiments.cluster.ClusterContext
+# (kind); both offer sql(), set_fault(), flush_cache(), data and quick.
+Hook = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ class Experiment:
     # Seconds to wait after each phase until no order is PENDING, so a backlog left by one
     # arm does not run into the next; the time it took is recorded as `drain_s`.
     drain_s: float = 0.0
+    # On kind: hold every service at one replica (its HPA patched to 1..1, restored at the
+    # end), so autoscaling cannot differ between the arms. Off for the autoscaling experiment.
+    pin_replicas: bool = True
     headline: tuple[str, ...] = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
     analysis: Callable[[dict[str, Any]], tuple[str, dict[str, Any]]] | None = None
     limits: tuple[str, ...] = ()

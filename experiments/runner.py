@@ -3,12 +3,14 @@ statistics, the raw files and the report."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import psutil
 
 from experiments import report, stats
+from experiments.cluster import ClusterContext, cluster_context
 from experiments.context import PhaseMetrics, RunContext, isolated_stack
 from experiments.framework import Arm, Experiment, directory
 from experiments.loadgen import REPO, run_load
@@ -147,7 +150,21 @@ def _failures(folder: Path) -> list[dict[str, str]]:
         return [dict(row) for row in csv.DictReader(f)]
 
 
-def drain(ctx: RunContext, timeout: float) -> dict[str, float]:
+@contextlib.contextmanager
+def target_context(
+    experiment: Experiment, target: str, quick: bool, out: Path
+) -> Iterator[RunContext | ClusterContext]:
+    """local: an isolated copy of the stack; kind: the lab on the cluster, restored after."""
+    if target == "kind":
+        with cluster_context(experiment, quick, out) as cluster:
+            yield cluster
+        return
+    env = merged_env(experiment, experiment.arms[0])
+    with isolated_stack(experiment, out / "logs", env) as stack:
+        yield RunContext(experiment, quick, out, stack)
+
+
+def drain(ctx: RunContext | ClusterContext, timeout: float) -> dict[str, float]:
     """Waits until the phase's orders are all final; how many were pending, how long it took."""
 
     def pending() -> int:
@@ -221,10 +238,7 @@ def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Pa
     history: list[dict[str, Any]] = []
     began = time.monotonic()
     try:
-        with isolated_stack(
-            experiment, out / "logs", merged_env(experiment, experiment.arms[0])
-        ) as st:
-            ctx = RunContext(experiment, quick, out, st)
+        with target_context(experiment, target, quick, out) as ctx:
             try:
                 if experiment.setup is not None:
                     print("   setup ...", flush=True)

@@ -28,6 +28,7 @@ def resources(pm: Any) -> dict[str, float]:
 
 EXPERIMENT = Experiment(
     name="cache-impact",
+    targets=("local", "kind"),
     title="product reads with and without the Redis cache-aside",
     question="What does the gateway's Redis cache-aside buy for product reads, in latency, "
     "throughput and CPU, at a fixed arrival rate?",

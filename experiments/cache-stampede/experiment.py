@@ -47,6 +47,7 @@ def spike(duration_s: float) -> LoadProfile:
 
 EXPERIMENT = Experiment(
     name="cache-stampede",
+    targets=("local", "kind"),
     title="a spike on a cold cache, with and without stampede protection",
     question="When a spike of product reads meets an empty cache, what does request coalescing "
     "(one origin lookup per key while it is in flight) save the origin, and the users?",

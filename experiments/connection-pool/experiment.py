@@ -29,6 +29,7 @@ def resources(pm: Any) -> dict[str, float]:
 
 EXPERIMENT = Experiment(
     name="connection-pool",
+    targets=("local", "kind"),
     title="orders' database pool: too small, right, too large",
     question="How do product reads behave when the orders service's connection pool is too "
     "small, about right, or much larger than needed, with queries that hold a connection?",

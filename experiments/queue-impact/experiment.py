@@ -40,6 +40,7 @@ def place(rate: float) -> LoadProfile:
 
 EXPERIMENT = Experiment(
     name="queue-impact",
+    targets=("local", "kind"),
     title="payment inside the request vs through the queue",
     question="What does handing the payment to the worker through Kafka buy over charging "
     "inside the order request: for the latency the user sees, the throughput, and the time "

@@ -87,6 +87,7 @@ def analysis(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 EXPERIMENT = Experiment(
     name="read-load",
+    targets=("local", "kind"),
     title="catalog reads under rising concurrency (USL)",
     question="How far do product reads scale with concurrent clients before latency breaks, "
     "where does throughput peak, and why?",

@@ -146,6 +146,7 @@ _COLUMNS = (
 
 EXPERIMENT = Experiment(
     name="write-load",
+    targets=("local", "kind"),
     title="order creation under rising load: where is the limit?",
     question="How does order creation behave as the arrival rate rises, and where does the "
     "database become the limit: connection-pool waits, lock waits, or commit (WAL fsync) "
