@@ -726,7 +726,23 @@ def async_pipeline() -> Dashboard:
                     )
                 ],
                 unit="s",
-                w=24,
+                w=12,
+            ),
+            timeseries(
+                "Charged inside the request (PAYMENT_MODE=sync)",
+                "Charges orders makes itself in CreateOrder when PAYMENT_MODE=sync, by result; "
+                "'deferred' orders were answered PENDING and left to the worker (payments "
+                "failed or the deadline was short). Zero in the default async mode.",
+                [
+                    target(
+                        "sum by (result) ("
+                        + rate('orders_sync_payments_total{job="orders"}')
+                        + ")",
+                        "{{result}}",
+                    )
+                ],
+                unit="ops",
+                w=12,
             ),
         ],
     )
