@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,10 +130,12 @@ class Scraper:
         targets: dict[str, str],
         interval: float = 1.0,
         database: dict[str, Any] | None = None,
+        on_tick: Callable[[], object] | None = None,
     ) -> None:
         self.targets = targets
         self.interval = interval
         self.database = database  # asyncpg.connect() arguments: sample pg_stat_activity too
+        self.on_tick = on_tick  # called once a second too (PostgreSQL's CPU)
         self.series: list[Snapshot] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -163,6 +165,8 @@ class Scraper:
         conn = None
         try:
             while not self._stop.wait(self.interval):
+                if self.on_tick is not None:
+                    self.on_tick()
                 snapshot = self.snapshot(SERIES)
                 if self.database is not None:
                     try:
@@ -197,9 +201,12 @@ class RunContext:
         self.stack = stack
         self.data: dict[str, Any] = {}  # hooks keep what the report shows (plans, seed timing)
         targets = stack.config.ports.metrics_targets()
+        self.postgres_cpu = PostgresCpu()
+        self.postgres_cpu.sample()
         self.scraper = Scraper(
             {s: a for s, a in targets.items() if s in stack.processes},
             database=self._connect_args("orders"),
+            on_tick=self.postgres_cpu.sample,
         )
 
     def _connect_args(self, database: str) -> dict[str, Any]:
@@ -282,19 +289,35 @@ class RunContext:
             "wal_write_time, wal_sync_time FROM pg_stat_wal"
         )
         figures = {k: float(v) for row in (rows[:1] + db[:1] + wal[:1]) for k, v in row.items()}
-        figures["postgres_cpu_seconds"] = postgres_cpu_seconds()
+        figures["postgres_cpu_seconds"] = self.postgres_cpu.sample()
         return figures
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU time of the PostgreSQL server's processes (all its backends, whichever database).
-    Backends that exit take their time with them; the services' pools keep theirs open."""
-    total = 0.0
-    for process in psutil.process_iter(["name", "cpu_times"]):
-        if process.info["name"] in ("postgres", "postmaster") and process.info["cpu_times"]:
+class PostgresCpu:
+    """CPU time of the PostgreSQL server's processes (all its backends, whichever database),
+    accumulated as a counter. A backend that exits (a pool shrinking back from its overflow)
+    takes its CPU time with it, so a plain sum over the live processes can even go down:
+    instead each sample adds what every process used since the previous one, and the scraper
+    samples once a second, so an exiting backend loses at most its last second."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[int, float] | None = None
+        self._total = 0.0
+
+    def sample(self) -> float:
+        now: dict[int, float] = {}
+        for process in psutil.process_iter(["name", "cpu_times"]):
             times = process.info["cpu_times"]
-            total += times.user + times.system
-    return total
+            if process.info["name"] in ("postgres", "postmaster") and times:
+                now[process.pid] = times.user + times.system
+        with self._lock:
+            if self._last is not None:  # the first sample is the zero point
+                self._total += sum(
+                    max(0.0, cpu - self._last.get(pid, 0.0)) for pid, cpu in now.items()
+                )
+            self._last = now
+            return self._total
 
 
 # --- the isolated stack ----------------------------------------------------------------------
