@@ -370,6 +370,9 @@ def _phase_shape(meta: dict[str, Any]) -> str:
             shape = f"closed loop {load['vus']} VUs for {load['duration']}"
         if shape not in shapes:
             shapes.append(shape)
+    warmups = {arm.get("warmup_s") for arm in meta["arms"]}
+    if warmups == {0} or warmups == {0.0}:
+        return "each phase " + ", ".join(shapes) + ", without warm-up (a cold start)"
     return "each phase " + ", ".join(shapes) + ", after an unmeasured warm-up"
 
 

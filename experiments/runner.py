@@ -224,6 +224,7 @@ def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Pa
                 "env": merged_env(experiment, a),
                 "faults": merged_faults(experiment, a),
                 "x": a.x,
+                "warmup_s": experiment.load_for(a, quick).warmup_s,
                 "load": experiment.load_for(a, quick).scenario(
                     "phase", experiment.load_for(a, quick).duration_s
                 ),
