@@ -108,6 +108,13 @@ def analysis(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         f"the largest consumer was {top} ({fmt(consumers[top])} cores), PostgreSQL used "
         f"{fmt(f['postgres_cores'])} cores."
     )
+    if top in SERVICES and consumers[top] > 0.6:
+        lines.append(
+            f"A service is one Python process, one event loop: it cannot use more than one core, "
+            f"and {top} at {fmt(consumers[top])} cores is close to that ceiling (waiting for "
+            "the CPU it shares with everything else makes up the rest). More replicas of it, "
+            "or less CPU per order, move this limit; a bigger database would not."
+        )
     signs = []
     if f["pool_waiters_mean"] >= 1 or f["pool_wait_p95_ms"] > 10:
         signs.append(
