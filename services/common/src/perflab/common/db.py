@@ -31,8 +31,10 @@ DB_CONNECTION_WAIT = Histogram(
     "db_client_connections_wait_time_seconds",
     "Time to obtain a connection from the pool: queueing for a free one when the pool is "
     "exhausted, or opening a new one.",
-    buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
-    + (1, 2.5, 5),
+    buckets=(
+        *(1e-5, 5e-5, 1e-4, 5e-4),  # an idle connection is handed over in microseconds
+        *(1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    ),
 )
 
 
