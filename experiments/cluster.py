@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from experiments.context import SERIES, Samples, Snapshot
+from experiments.context import SERIES, Samples, Snapshot, pg_counters
 from experiments.framework import Experiment
 
 RELEASE = "perflab"
@@ -244,20 +244,7 @@ class ClusterContext:
         self.kube.exec("gateway", "python", "-m", "perflab.common.faults", "reset")
 
     def pg_stats(self) -> dict[str, float]:
-        rows = self.sql(
-            "SELECT seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan, "
-            "coalesce(idx_tup_fetch, 0) AS idx_tup_fetch FROM pg_stat_user_tables "
-            "WHERE relname = 'orders'"
-        )
-        db = self.sql(
-            "SELECT xact_commit, blks_read, blks_hit FROM pg_stat_database "
-            "WHERE datname = current_database()"
-        )
-        wal = self.sql(
-            "SELECT wal_records, wal_bytes::float8 AS wal_bytes, wal_write, wal_sync, "
-            "wal_write_time, wal_sync_time FROM pg_stat_wal"
-        )
-        figures = {k: float(v) for row in (rows[:1] + db[:1] + wal[:1]) for k, v in row.items()}
+        figures = pg_counters(self.sql)
         figures["postgres_cpu_seconds"] = math.nan  # the host's process table is not the pod's
         return figures
 

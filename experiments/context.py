@@ -103,6 +103,16 @@ class PhaseMetrics:
     def pg_delta(self, key: str) -> float:
         return self.pg_after.get(key, 0.0) - self.pg_before.get(key, 0.0)
 
+    @property
+    def seconds(self) -> float:
+        """The phase's length between the two snapshots: the divisor of every per-second
+        figure (CPU seconds per second = cores)."""
+        return max(self.after.t - self.before.t, 1e-9)
+
+    def rate(self, service: str, name: str, **labels: str) -> float:
+        """Counter `name` per second over the phase."""
+        return self.delta(service, name, **labels) / self.seconds
+
     def quantile(self, service: str, name: str, q: float, **labels: str) -> float:
         """The q-quantile (0..1) of histogram `name` over the phase (bucket deltas), in the
         histogram's unit; nan when nothing was observed."""
@@ -273,24 +283,32 @@ class RunContext:
         return changed
 
     def pg_stats(self) -> dict[str, float]:
-        """Counters of the orders database and its orders table (scans, rows read, commits)."""
-        rows = self.sql(
-            "SELECT seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan, "
-            "coalesce(idx_tup_fetch, 0) AS idx_tup_fetch FROM pg_stat_user_tables "
-            "WHERE relname = 'orders'"
-        )
-        db = self.sql(
-            "SELECT xact_commit, blks_read, blks_hit FROM pg_stat_database "
-            "WHERE datname = current_database()"
-        )
-        # server-wide: WAL writes and fsyncs (times need track_wal_io_timing, in ms)
-        wal = self.sql(
-            "SELECT wal_records, wal_bytes::float8 AS wal_bytes, wal_write, wal_sync, "
-            "wal_write_time, wal_sync_time FROM pg_stat_wal"
-        )
-        figures = {k: float(v) for row in (rows[:1] + db[:1] + wal[:1]) for k, v in row.items()}
+        """Counters of the orders database and its orders table (scans, rows read, commits),
+        WAL, and PostgreSQL's CPU."""
+        figures = pg_counters(self.sql)
         figures["postgres_cpu_seconds"] = self.postgres_cpu.sample()
         return figures
+
+
+# One round trip: the orders table's scans, the database's commits and blocks, and the
+# server-wide WAL writes and fsyncs (their times need track_wal_io_timing, in ms).
+PG_COUNTERS = """
+SELECT t.seq_scan, t.seq_tup_read, coalesce(t.idx_scan, 0) AS idx_scan,
+       coalesce(t.idx_tup_fetch, 0) AS idx_tup_fetch,
+       d.xact_commit, d.blks_read, d.blks_hit,
+       w.wal_records, w.wal_bytes::float8 AS wal_bytes, w.wal_write, w.wal_sync,
+       w.wal_write_time, w.wal_sync_time
+FROM pg_stat_database d
+CROSS JOIN pg_stat_wal w
+LEFT JOIN pg_stat_user_tables t ON t.relname = 'orders'
+WHERE d.datname = current_database()
+"""
+
+
+def pg_counters(sql: Callable[[str], list[dict[str, Any]]]) -> dict[str, float]:
+    """PG_COUNTERS through the target's `sql` (asyncpg locally, kubectl exec on kind)."""
+    rows = sql(PG_COUNTERS)
+    return {k: float(v) for k, v in (rows[0] if rows else {}).items() if v is not None}
 
 
 class PostgresCpu:

@@ -32,8 +32,7 @@ def resources(pm: Any) -> dict[str, float]:
         "replicas_max": pm.gauge("kube", ready, "max", deployment=DEPLOYMENT),
         "replicas_mean": pm.gauge("kube", ready, "mean", deployment=DEPLOYMENT),
         "scale_out_s": min(scaled) if scaled else float("nan"),
-        "gateway_cpu_cores": pm.delta("gateway", "process_cpu_seconds_total")
-        / max(pm.after.t - pm.before.t, 1e-9),
+        "gateway_cpu_cores": pm.rate("gateway", "process_cpu_seconds_total"),
     }
 
 

@@ -24,7 +24,6 @@ def placing(rate: float, duration_s: float = 30, warmup_s: float = 5) -> LoadPro
 
 
 def resources(pm: Any) -> dict[str, float]:
-    seconds = max(pm.after.t - pm.before.t, 1e-9)
     syncs = pm.pg_delta("wal_sync")
     figures = {
         "create_order_p95_ms": 1000
@@ -39,12 +38,12 @@ def resources(pm: Any) -> dict[str, float]:
         "pool_used_max": pm.gauge("orders", "db_client_connections_usage", "max", state="used"),
         "pg_lock_waiters_mean": pm.gauge("postgres", "pg_lock_waiters", "mean"),
         "pg_active_mean": pm.gauge("postgres", "pg_active_backends", "mean"),
-        "commits_per_s": pm.pg_delta("xact_commit") / seconds,
+        "commits_per_s": pm.pg_delta("xact_commit") / pm.seconds,
         "wal_fsync_ms": pm.pg_delta("wal_sync_time") / syncs if syncs else math.nan,
-        "postgres_cores": pm.pg_delta("postgres_cpu_seconds") / seconds,
+        "postgres_cores": pm.pg_delta("postgres_cpu_seconds") / pm.seconds,
     }
     for service in SERVICES:
-        figures[f"{service}_cores"] = pm.delta(service, "process_cpu_seconds_total") / seconds
+        figures[f"{service}_cores"] = pm.rate(service, "process_cpu_seconds_total")
     return figures
 
 
