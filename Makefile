@@ -47,7 +47,7 @@ local-status: ## Show what the local stack runs.
 
 TARGET ?= local
 # On kind: inside the gateway pod (it reaches the cluster's Redis), in the lab's namespace.
-KUBE_GATEWAY = $(KUBECTL) --context kind-$(CLUSTER) --namespace $(NAMESPACE) exec deploy/perflab-gateway -c gateway --
+KUBE_GATEWAY = $(KUBECTL) --context $(KUBE_CONTEXT) --namespace $(NAMESPACE) exec deploy/perflab-gateway -c gateway --
 FAULTS_CMD = $(if $(filter kind,$(TARGET)),$(KUBE_GATEWAY) python,$(PY)) -m perflab.common.faults
 
 .PHONY: fault
@@ -109,7 +109,7 @@ audit: venv ## Known vulnerabilities in constraints.txt (pip-audit; offline safe
 # QUICK=1: a smoke run (short phases, fewer repetitions; the report says "SMOKE RUN").
 QUICK ?=
 # TARGET=kind reaches the cluster with the pinned kubectl (make up installs it).
-EXPERIMENT = KUBECTL=$(KUBECTL) CLUSTER=$(CLUSTER) NAMESPACE=$(NAMESPACE) $(PY) -m experiments
+EXPERIMENT = KUBECTL=$(KUBECTL) CLUSTER=$(CLUSTER) NAMESPACE=$(NAMESPACE) KUBE_CONTEXT=$(KUBE_CONTEXT) $(PY) -m experiments
 
 .PHONY: experiment experiments experiments-list
 

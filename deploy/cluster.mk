@@ -16,28 +16,58 @@ SKAFFOLD ?= $(CURDIR)/bin/skaffold-$(SKAFFOLD_VERSION)
 CLUSTER ?= perflab
 NAMESPACE ?= perflab
 CHART := deploy/helm/perflab
-CLUSTER_ENV = KIND=$(KIND) KUBECTL=$(KUBECTL) HELM=$(HELM) CLUSTER=$(CLUSTER) NAMESPACE=$(NAMESPACE)
 
-##@ Cluster (kind)
+# Which cluster `make up/down/smoke`, TARGET=kind load tests, faults and experiments use:
+#   kind  a kind cluster in Docker (the default, for machines with Docker);
+#   host  a single-node Kubernetes built and run on this Linux host by deploy/hostcluster/
+#         (root only, opt-in: it changes the host until `make down PROVIDER=host`).
+PROVIDER ?= kind
+ifeq ($(PROVIDER),host)
+HOSTCLUSTER := deploy/hostcluster/hostcluster.sh
+HOSTCLUSTER_STATE ?= /var/lib/perflab-hostcluster
+KUBE_CONTEXT := perflab-host
+export KUBECONFIG := $(HOSTCLUSTER_STATE)/admin.kubeconfig
+# The kubectl built with the cluster (the same Kubernetes version as its apiserver).
+KUBECTL := $(HOSTCLUSTER_STATE)/bin/kubectl
+else ifeq ($(PROVIDER),kind)
+KUBE_CONTEXT := kind-$(CLUSTER)
+else
+$(error PROVIDER must be kind or host, not '$(PROVIDER)')
+endif
+export KUBE_CONTEXT
+CLUSTER_ENV = PROVIDER=$(PROVIDER) KIND=$(KIND) KUBECTL=$(KUBECTL) HELM=$(HELM) CLUSTER=$(CLUSTER) \
+	NAMESPACE=$(NAMESPACE) KUBE_CONTEXT=$(KUBE_CONTEXT)
+
+##@ Cluster (kind, or PROVIDER=host)
 
 .PHONY: up
-up: ## Create the kind cluster (if absent), build and load the images, install everything, print URLs.
+up: ## Create the cluster (if absent), build and load the images, install everything, print URLs [PROVIDER=host].
+ifeq ($(PROVIDER),host)
+	@$(MAKE) $(HELM)
+	$(HOSTCLUSTER) install
+	$(CLUSTER_ENV) deploy/scripts/up.sh
+else
 	@deploy/scripts/check-docker.sh
 	@$(MAKE) cluster-tools
 	$(CLUSTER_ENV) deploy/scripts/up.sh
+endif
 
 .PHONY: dev
 dev: cluster-tools ## skaffold dev on the cluster: rebuild, reload and redeploy a service when its code changes.
 	$(SKAFFOLD) dev
 
 .PHONY: down
-down: ## Delete the kind cluster (and everything in it).
+down: ## Delete the cluster and everything in it (PROVIDER=host: stop it and put the host back as it was).
+ifeq ($(PROVIDER),host)
+	$(HOSTCLUSTER) stop
+else
 	@if [ -x "$(KIND)" ] && "$(KIND)" get clusters 2>/dev/null | grep -qx "$(CLUSTER)"; then \
 	  "$(KIND)" delete cluster --name "$(CLUSTER)"; else echo "no kind cluster '$(CLUSTER)'"; fi
+endif
 
 .PHONY: smoke
 smoke: ## Prove the deployed lab works: orders get paid, one trace spans all services, targets up, HPAs report CPU.
-	deploy/scripts/smoke.py --kube-context kind-$(CLUSTER) --namespace $(NAMESPACE) --kubectl $(KUBECTL)
+	deploy/scripts/smoke.py --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE) --kubectl $(KUBECTL)
 
 .PHONY: chart-assets
 chart-assets: ## Copy dashboards/ and dashboards/rules/ into the chart (checked for drift by the tests).

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Builds every program the host cluster runs, from Go modules, into
+#   $PERFLAB_CACHE/hostcluster-<versions hash>/bin
+# (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl,
+# coredns, metrics-server, operator, prometheus-config-reloader, kube-router,
+# kube-state-metrics) plus the
+# sandbox ("pause") binary compiled from the Kubernetes module's own pause.c.
+#
+# k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces 31 staging modules by local
+# folders), and prometheus-operator replaces two of its own submodules, so one wrapper module
+# requires them all and pins those modules to their published versions. One module means one
+# set of Kubernetes libraries, compiled once for all twelve programs.
+# Idempotent: prints the bin folder and does nothing else when it is complete.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=deploy/hostcluster/versions.sh
+source "$here/versions.sh"
+# shellcheck source=scripts/lib.sh
+source "$here/../../scripts/lib.sh"
+
+PROGRAMS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
+  coredns metrics-server operator prometheus-config-reloader kube-router kube-state-metrics)
+declare -A PACKAGE=(
+  [coredns]=github.com/coredns/coredns
+  [metrics-server]=sigs.k8s.io/metrics-server/cmd/metrics-server
+  [operator]=github.com/prometheus-operator/prometheus-operator/cmd/operator
+  [prometheus-config-reloader]=github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader
+  [kube-router]=github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+  [kube-state-metrics]=k8s.io/kube-state-metrics/v2
+)
+for p in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+  PACKAGE[$p]=k8s.io/kubernetes/cmd/$p
+done
+
+build_dir() {
+  local key
+  key=$(printf '%s\n' "$KUBE_VERSION" "$COREDNS_VERSION" "$METRICS_SERVER_VERSION" \
+    "$PROM_OPERATOR_VERSION" "$KUBE_ROUTER_VERSION" "$KSM_VERSION" "$(go env GOVERSION)" | sha256sum | cut -c1-10)
+  echo "$PERFLAB_CACHE/hostcluster-$KUBE_VERSION-$key"
+}
+
+write_module() { # DIR
+  local dir=$1 kmod staging_version=v0.${KUBE_VERSION#v1.}
+  kmod=$(cd / && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  [[ -f $kmod ]] || die "k8s.io/kubernetes@$KUBE_VERSION: the module proxy did not serve its go.mod"
+  {
+    printf 'module perflab.local/hostcluster\n\ngo 1.24.0\n\nrequire (\n'
+    printf '\tk8s.io/kubernetes %s\n' "$KUBE_VERSION"
+    printf '\tgithub.com/coredns/coredns %s\n' "$COREDNS_VERSION"
+    printf '\tsigs.k8s.io/metrics-server %s\n' "$METRICS_SERVER_VERSION"
+    printf '\tgithub.com/prometheus-operator/prometheus-operator %s\n' "$PROM_OPERATOR_VERSION"
+    printf '\tgithub.com/cloudnativelabs/kube-router/v2 %s\n' "$KUBE_ROUTER_VERSION"
+    printf '\tk8s.io/kube-state-metrics/v2 %s\n)\n\nreplace (\n' "$KSM_VERSION"
+    # Kubernetes' staging modules, at the version published with this release.
+    awk -v v="$staging_version" '$2 == "=>" && $3 ~ /^\.\/staging/ {print "\t" $1 " => " $1 " " v}' "$kmod"
+    for sub in pkg/apis/monitoring pkg/client; do
+      printf '\tgithub.com/prometheus-operator/prometheus-operator/%s => github.com/prometheus-operator/prometheus-operator/%s %s\n' \
+        "$sub" "$sub" "$PROM_OPERATOR_VERSION"
+    done
+    printf ')\n'
+  } >"$dir/go.mod"
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for p in "${PROGRAMS[@]}"; do printf '\t_ "%s"\n' "${PACKAGE[$p]}"; done
+    printf ')\n'
+  } >"$dir/tools.go"
+}
+
+main() {
+  command -v go >/dev/null || die "the go command is needed to build the host cluster"
+  local dir bin missing=() p start=$SECONDS
+  dir=$(build_dir)
+  bin=$dir/bin
+  for p in "${PROGRAMS[@]}" pause; do [[ -x $bin/$p ]] || missing+=("$p"); done
+  if ((${#missing[@]} == 0)); then
+    echo "$bin"
+    return 0
+  fi
+  mkdir -p "$dir/src" "$bin"
+  log "hostcluster: building ${missing[*]} (cold: about 20 minutes on 2 cores; log: $dir/build.log)"
+  write_module "$dir/src"
+  (cd "$dir/src" && GOFLAGS=-mod=mod go mod tidy) >"$dir/build.log" 2>&1 || {
+    tail -n 30 "$dir/build.log" >&2
+    die "hostcluster: go mod tidy failed; see $dir/build.log"
+  }
+  local pkgs=() ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
+  for p in "${missing[@]}"; do [[ $p == pause ]] || pkgs+=("${PACKAGE[$p]}"); done
+  if ((${#pkgs[@]})); then
+    (cd "$dir/src" && go build -v -trimpath -ldflags "$ldflags" -o "$bin/" "${pkgs[@]}") \
+      >>"$dir/build.log" 2>&1 &
+    local pid=$! waited=0
+    while kill -0 "$pid" 2>/dev/null; do
+      sleep 1
+      ((++waited % 30)) ||
+        log "hostcluster: still building after ${waited}s, $(grep -vc '^go: ' "$dir/build.log" || true) packages compiled"
+    done
+    wait "$pid" || {
+      tail -n 30 "$dir/build.log" >&2
+      die "hostcluster: build failed; see $dir/build.log"
+    }
+    # `go build -o DIR` names a binary after its package's folder: the module root of
+    # CoreDNS is "coredns" already; nothing to rename.
+  fi
+  if [[ ! -x $bin/pause ]]; then
+    command -v gcc >/dev/null || die "hostcluster: gcc is needed for the pause binary"
+    gcc -Os -static -o "$bin/pause" \
+      "$(go env GOMODCACHE)/k8s.io/kubernetes@$KUBE_VERSION/build/pause/linux/pause.c"
+  fi
+  for p in "${PROGRAMS[@]}" pause; do [[ -x $bin/$p ]] || die "hostcluster: $p was not built"; done
+  log "hostcluster: built in $((SECONDS - start))s into $bin"
+  echo "$bin"
+}
+
+main "$@"
