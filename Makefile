@@ -83,10 +83,15 @@ proto-check: venv ## Fail when the generated protobuf code is stale.
 	  echo "generated code is stale: run 'make proto' and commit"; exit 1; fi
 
 .PHONY: test
-test: venv ## Lint, generated-code check, unit, integration and end-to-end tests.
+test: venv ## Lint, generated-code check, unit, integration and end-to-end tests, then the cluster test.
 	scripts/install-infra.sh
 	$(MAKE) lint proto-check
 	$(PY) -m pytest
+	$(MAKE) test-cluster
+
+.PHONY: test-cluster
+test-cluster: venv ## The lab on a real Kubernetes built on this host (root): up, smoke, spike, pod deletion, dashboards, policies, down; a table.
+	scripts/test-cluster.sh
 
 .PHONY: test-unit
 test-unit: venv ## Unit tests only (no infrastructure needed).
