@@ -74,7 +74,6 @@ h upgrade --install kps kube-prometheus-stack \
   --values deploy/monitoring/kube-prometheus-stack.values.yaml --wait --timeout 10m
 
 step "perflab chart"
-deploy/scripts/sync-chart-assets.sh
 # No --wait: Helm runs the post-install hooks (topics, migrations, seed) right after creating
 # the resources and waits for them; the pods are waited for below.
 h upgrade --install "$release" deploy/helm/perflab \
