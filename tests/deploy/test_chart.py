@@ -228,6 +228,7 @@ def test_dashboards_and_rules_render_verbatim(helm, chart_with_assets, crd_valid
         "postgress.enabled=false",
         "kafka.topics.partition=3",
         "services.orders.env.db_pool_size=3",
+        "services.worker.autoscaling.maxReplica=3",
     ],
 )
 def test_values_schema_rejects_a_misspelled_key(helm, bad):
