@@ -25,6 +25,10 @@ $(VENV)/.installed: constraints.txt services/*/pyproject.toml requirements-dev.t
 proto: venv ## Regenerate the checked-in gRPC/protobuf code from proto/.
 	scripts/gen-proto.sh
 
+.PHONY: dashboards
+dashboards: venv ## Regenerate the chart's dashboards and rules/slo.yml from dashboards/build.py.
+	$(PY) -m dashboards.build
+
 ##@ Local stack (no Docker)
 
 .PHONY: local

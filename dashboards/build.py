@@ -1,8 +1,8 @@
-"""Builds the lab's six Grafana dashboards (dashboards/*.json) and the SLO rules
-(dashboards/rules/slo.yml). The generated files are checked in; a test fails when they differ
-from what this prints.
+"""Builds the lab's six Grafana dashboards and the SLO rules into the chart, their only copy
+(deploy/helm/perflab/dashboards/*.json, deploy/helm/perflab/rules/slo.yml). The generated files
+are checked in; tests/dashboards/test_structure.py fails when they differ from what this writes.
 
-    .venv/bin/python -m dashboards.build           # rewrite them
+    make dashboards                                # rewrite them
     .venv/bin/python -m dashboards.build --check   # exit 1 if any is stale
 
 Conventions every query follows (tests/dashboards/ checks them):
@@ -36,7 +36,7 @@ from dashboards.grafana import (
     textbox_variable,
     timeseries,
 )
-from dashboards.queries import DASHBOARDS_DIR, RULES_DIR, source_of
+from dashboards.queries import DASHBOARDS_DIR, REPO, RULES_DIR, source_of
 
 SERVICES = "gateway|orders|payments|worker"
 JOBS = f'job=~"{SERVICES}"'
@@ -1455,19 +1455,25 @@ def main() -> int:
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is stale")
     args = parser.parse_args()
+    files = render()
     stale = []
-    for path, content in render().items():
+    for path, content in files.items():
         if path.exists() and path.read_text() == content:
             continue
         stale.append(path)
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
+    # A dashboard the builder no longer makes (renamed or dropped) leaves the chart too.
+    orphans = [path for path in DASHBOARDS_DIR.glob("*.json") if path not in files]
+    for path in orphans:
+        if not args.check:
+            path.unlink()
     for path in stale:
-        print(
-            ("stale: " if args.check else "wrote ") + str(path.relative_to(DASHBOARDS_DIR.parent))
-        )
-    return 1 if args.check and stale else 0
+        print(("stale: " if args.check else "wrote ") + str(path.relative_to(REPO)))
+    for path in orphans:
+        print(("stale: " if args.check else "removed ") + str(path.relative_to(REPO)))
+    return 1 if args.check and (stale or orphans) else 0
 
 
 if __name__ == "__main__":

@@ -14,9 +14,14 @@ from typing import Any
 
 import yaml
 
-DASHBOARDS_DIR = Path(__file__).resolve().parent
-RULES_DIR = DASHBOARDS_DIR / "rules"
-CLUSTER_ONLY_FILE = DASHBOARDS_DIR / "cluster_only.yml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO = PACKAGE_DIR.parent
+# The one copy of the dashboards' JSON and the Prometheus rules is in the chart (Helm reads no
+# file outside it): build.py writes there, the local Prometheus and the tests read from there.
+CHART_DIR = REPO / "deploy" / "helm" / "perflab"
+DASHBOARDS_DIR = CHART_DIR / "dashboards"
+RULES_DIR = CHART_DIR / "rules"
+CLUSTER_ONLY_FILE = PACKAGE_DIR / "cluster_only.yml"
 
 # Metrics of the load generator (loadtests/exporter.py, job `loadgen`): data only while a load
 # test runs.

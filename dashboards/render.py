@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from dashboards.queries import (
-    DASHBOARDS_DIR,
+    REPO,
     Panel,
     load_dashboards,
     panels,
@@ -32,7 +32,7 @@ from dashboards.queries import (
 )
 
 DEFAULT_PROMETHEUS = "http://127.0.0.1:19090"
-DEFAULT_OUT = DASHBOARDS_DIR.parent / "results" / "dashboards"
+DEFAULT_OUT = REPO / "results" / "dashboards"
 COLUMNS = 3
 UNITS = {"s": "seconds", "reqps": "per second", "ops": "per second", "bytes": "bytes",
          "percentunit": "ratio", "percent": "%"}  # fmt: skip

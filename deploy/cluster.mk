@@ -69,10 +69,6 @@ endif
 smoke: ## Prove the deployed lab works: orders get paid, one trace spans all services, targets up, HPAs report CPU.
 	deploy/scripts/smoke.py --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE) --kubectl $(KUBECTL)
 
-.PHONY: chart-assets
-chart-assets: ## Copy dashboards/ and dashboards/rules/ into the chart (checked for drift by the tests).
-	deploy/scripts/sync-chart-assets.sh
-
 .PHONY: chart-render
 chart-render: $(HELM) ## Render the chart with default values into results/perflab.yaml.
 	@mkdir -p results

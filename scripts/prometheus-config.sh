@@ -6,7 +6,7 @@
 #   PROM_TARGET_PAYMENTS (127.0.0.1:19102)  PROM_TARGET_WORKER   (127.0.0.1:19103)
 #   PROM_TARGET_LOADGEN (127.0.0.1:19105, the Locust runner's exporter)
 #   PROM_SELF_TARGET (127.0.0.1:$PROMETHEUS_PORT)   PROM_SCRAPE_INTERVAL (5s)
-#   PROM_RULES_GLOB (<repo>/dashboards/rules/*.yml; matching no file is fine)
+#   PROM_RULES_GLOB (<repo>/deploy/helm/perflab/rules/*.yml; matching no file is fine)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -19,7 +19,7 @@ PROM_TARGET_WORKER=${PROM_TARGET_WORKER:-127.0.0.1:19103}
 PROM_TARGET_LOADGEN=${PROM_TARGET_LOADGEN:-127.0.0.1:19105}
 PROM_SELF_TARGET=${PROM_SELF_TARGET:-$PERFLAB_HOST:$PROMETHEUS_PORT}
 PROM_SCRAPE_INTERVAL=${PROM_SCRAPE_INTERVAL:-5s}
-PROM_RULES_GLOB=${PROM_RULES_GLOB:-$PERFLAB_ROOT/dashboards/rules/*.yml}
+PROM_RULES_GLOB=${PROM_RULES_GLOB:-$PERFLAB_ROOT/deploy/helm/perflab/rules/*.yml}
 
 [[ $out == - ]] && out=/dev/stdout
 render_template "$SCRIPTS_DIR/prometheus/prometheus.yml.tmpl" "$out" \

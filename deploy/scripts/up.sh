@@ -130,7 +130,6 @@ explain_failure() {
 }
 
 step "perflab chart"
-deploy/scripts/sync-chart-assets.sh
 # No --wait: Helm runs the post-install hooks (topics, migrations, seed) right after creating
 # the resources and waits for them; the pods are waited for below.
 h upgrade --install "$release" deploy/helm/perflab \

@@ -1,4 +1,4 @@
-"""The Prometheus rules (dashboards/rules/*.yml): valid, lint-clean, and unit-tested with
+"""The Prometheus rules (deploy/helm/perflab/rules/*.yml): valid, lint-clean, and unit-tested with
 `promtool test rules` (dashboards/tests/*.yml)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import subprocess
 import pytest
 import yaml
 
-from dashboards.queries import DASHBOARDS_DIR, RULES_DIR, load_rules
+from dashboards.queries import PACKAGE_DIR, RULES_DIR, load_rules
 
-TESTS_DIR = DASHBOARDS_DIR / "tests"
+TESTS_DIR = PACKAGE_DIR / "tests"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 TEST_FILES = sorted(TESTS_DIR.glob("*.yml"))
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["promtool", *args], capture_output=True, text=True, timeout=120, cwd=DASHBOARDS_DIR
+        ["promtool", *args], capture_output=True, text=True, timeout=120, cwd=PACKAGE_DIR
     )
 
 

@@ -156,7 +156,7 @@ def test_crd_validation_catches_a_bad_field(crd_validators, rendered_default):
 
 @pytest.fixture
 def chart_with_assets(tmp_path) -> Path:
-    """A copy of the chart with a dashboard and a rules file, as `make chart-assets` makes."""
+    """A copy of the chart with a dashboard and a rules file of known content."""
     chart = tmp_path / "perflab"
     shutil.copytree(CHART, chart)
     (chart / "dashboards" / "lab_overview.json").write_text(
@@ -228,6 +228,7 @@ def test_dashboards_and_rules_render_verbatim(helm, chart_with_assets, crd_valid
         "postgress.enabled=false",
         "kafka.topics.partition=3",
         "services.orders.env.db_pool_size=3",
+        "services.worker.autoscaling.maxReplica=3",
     ],
 )
 def test_values_schema_rejects_a_misspelled_key(helm, bad):

@@ -21,6 +21,10 @@ from perflab.common.localstack import LocalStack
 
 REPO = Path(__file__).resolve().parents[2]
 ALLOWED_ERRORS = {503, 504}  # retryable, with a reason; anything else 5xx is a defect
+# How long the SIGKILLed worker stays dead: a fault's length (orders pile up in Kafka
+# meanwhile), like the outages below. Everything the suite waits *for* is polled instead:
+# readiness (LocalStack.wait_ready), recovery (run_fault), final orders (_wait_final).
+WORKER_DOWN_SECONDS = 2
 
 
 @dataclass
@@ -93,8 +97,8 @@ def infra(command: str, component: str) -> None:
 
 def faults(outage_seconds: float) -> list[Fault]:
     async def kill_worker(stack: LocalStack) -> None:
-        stack.stop("worker", signal.SIGKILL)
-        await asyncio.sleep(2)
+        stack.stop("worker", signal.SIGKILL)  # returns once the process is gone
+        await asyncio.sleep(WORKER_DOWN_SECONDS)
         stack.start("worker")
         await asyncio.to_thread(stack.wait_ready, "worker")
 
@@ -185,7 +189,7 @@ async def run_fault(
     )
     stop = asyncio.Event()
     runner = asyncio.create_task(load.run(stop))
-    await asyncio.sleep(baseline_seconds)
+    await asyncio.sleep(baseline_seconds)  # the baseline window, a measurement
     baseline = [a.latency for a in load.attempts if a.status == 202]
     baseline_p95 = p95(baseline)
     await fault.apply(stack)

@@ -1,8 +1,10 @@
 """The circuit breaker around payments: opens on sickness, not on rejected requests, and
 closes again by itself."""
 
-import asyncio
+from datetime import datetime, timedelta
 
+import aiobreaker.circuitbreaker
+import aiobreaker.state
 import grpc
 import pytest
 
@@ -42,9 +44,41 @@ class Orders:
 EVENT = events_pb2.OrderCreated(order_id="o1", customer_id="c", total_cents=5, currency="EUR")
 
 
-async def test_breaker_opens_after_transient_failures_and_closes_after_the_reset() -> None:
+class Clock:
+    """The breaker library's clock, moved by the test instead of by waiting."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, 12, 0, 0)
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """aiobreaker reads `datetime.utcnow()`/`datetime.now()` (naive, in its state and breaker
+    modules) to decide when an open breaker may try again; both read this clock instead."""
+    clock = Clock()
+
+    class FrozenDatetime(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> "FrozenDatetime":  # type: ignore[override]
+            return cls.fromtimestamp(clock.now.timestamp())
+
+        @classmethod
+        def utcnow(cls) -> "FrozenDatetime":  # type: ignore[override]
+            return cls.now()
+
+    for module in (aiobreaker.state, aiobreaker.circuitbreaker):
+        monkeypatch.setattr(module, "datetime", FrozenDatetime)
+    return clock
+
+
+async def test_breaker_opens_after_transient_failures_and_closes_after_the_reset(
+    clock: Clock,
+) -> None:
     payments = Payments()
-    flow = PaymentFlow(Orders(), payments, 1.0, payments_breaker(3, 0.2))  # type: ignore[arg-type]
+    flow = PaymentFlow(Orders(), payments, 1.0, payments_breaker(3, 10))  # type: ignore[arg-type]
     payments.error = rpc_error(grpc.StatusCode.UNAVAILABLE)
     for _ in range(2):
         with pytest.raises(TransientError):
@@ -57,7 +91,11 @@ async def test_breaker_opens_after_transient_failures_and_closes_after_the_reset
         await flow.process(EVENT)
     assert payments.calls == calls
     payments.error = None
-    await asyncio.sleep(0.25)
+    clock.advance(9.9)  # still inside the 10 s reset: payments stays untouched
+    with pytest.raises(CircuitOpen):
+        await flow.process(EVENT)
+    assert payments.calls == calls
+    clock.advance(0.2)  # the reset is over: one trial call, which succeeds and closes it
     assert (await flow.process(EVENT)).status == payments_pb2.PAYMENT_STATUS_APPROVED
     assert BREAKER_STATE.labels("payments")._value.get() == 0
 

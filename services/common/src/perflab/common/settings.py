@@ -9,9 +9,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
+class EnvSettings(BaseSettings):
+    """The base of every settings mixin: read from the environment, which every service shares
+    with the others, so variables meant for another service are ignored."""
+
     model_config = SettingsConfigDict(extra="ignore")
 
+
+class ServiceSettings(EnvSettings):
     service_name: str = Field(description="Name in traces, logs and metrics.")
     log_level: str = Field(default="INFO", description="Python logging level.")
     tracing_enabled: bool = Field(
@@ -19,9 +24,7 @@ class ServiceSettings(BaseSettings):
     )
 
 
-class DatabaseSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
-
+class DatabaseSettings(EnvSettings):
     database_url: str = Field(
         default="postgresql+asyncpg://perflab@127.0.0.1:15432/perflab",
         description="SQLAlchemy async URL (asyncpg driver).",
@@ -36,9 +39,7 @@ class DatabaseSettings(BaseSettings):
     )
 
 
-class GrpcServerSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
-
+class GrpcServerSettings(EnvSettings):
     grpc_host: str = Field(default="127.0.0.1", description="Interface the gRPC server binds.")
     grpc_port: int = Field(default=15051, description="gRPC port.")
     metrics_port: int = Field(default=9464, description="HTTP port for /metrics.")
@@ -47,9 +48,7 @@ class GrpcServerSettings(BaseSettings):
     )
 
 
-class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
-
+class KafkaSettings(EnvSettings):
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:19092")
     kafka_topic_prefix: str = Field(
         default="", description="Prepended to every topic name (isolates test runs)."

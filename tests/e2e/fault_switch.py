@@ -1,0 +1,52 @@
+"""Faults switched on for one block of a test, through the gateway's admin API: on only once
+the service that applies the fault exports it (`perflab_fault_value`, refreshed by its poll of
+the switches), and off again whatever happens in the block."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from perflab.common.localstack import LocalStack
+
+WAIT = 30  # seconds: a bound on a hang, not a duration anything relies on
+
+
+async def metric(port: int, name: str) -> float:
+    """The first sample named `name` (with its labels, as exported) on a /metrics endpoint."""
+    async with httpx.AsyncClient(timeout=10) as c:
+        text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)]
+    return values[0] if values else float("nan")
+
+
+async def until_metric(
+    port: int, name: str, condition: Callable[[float], bool], timeout: float = WAIT
+) -> float:
+    """Polls the /metrics endpoint until the sample satisfies `condition`; returns it."""
+    async with asyncio.timeout(timeout):
+        while not condition(value := await metric(port, name)):
+            await asyncio.sleep(0.2)
+    return value
+
+
+@asynccontextmanager
+async def fault_on(
+    stack: LocalStack, name: str, value: float, *, seen_on: int
+) -> AsyncIterator[dict[str, Any]]:
+    """Switches fault `name` to `value`; the block starts once the service whose metrics port
+    is `seen_on` applies it, and yields the admin API's answer. Every fault is switched off on
+    the way out; after a clean block, also waited for until that service sees it off."""
+    admin = f"http://127.0.0.1:{stack.config.ports.admin}/admin/faults"
+    gauge = f'perflab_fault_value{{fault="{name}"}}'
+    async with httpx.AsyncClient(timeout=10) as client:
+        try:
+            put = await client.put(f"{admin}/{name}", json={"value": value})
+            assert put.status_code == 200, put.text
+            await until_metric(seen_on, gauge, lambda v: v == value)
+            yield put.json()
+        finally:
+            (await client.delete(admin)).raise_for_status()
+    await until_metric(seen_on, gauge, lambda v: v == 0)
