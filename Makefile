@@ -89,6 +89,7 @@ proto-check: venv ## Fail when the generated protobuf code is stale.
 .PHONY: test
 test: venv ## Lint, generated-code check, unit, integration and end-to-end tests, then the cluster test.
 	scripts/install-infra.sh
+	scripts/test-cluster.sh prebuild
 	$(MAKE) lint proto-check
 	$(PY) -m pytest
 	$(MAKE) test-cluster

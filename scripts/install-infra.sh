@@ -21,6 +21,7 @@ install_apt_packages() {
   command -v ps >/dev/null || missing+=(procps)
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  command -v shellcheck >/dev/null || missing+=(shellcheck) # the tests lint every script
   ((${#missing[@]})) || return 0
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "apt: installing ${missing[*]}"

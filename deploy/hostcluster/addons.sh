@@ -19,13 +19,15 @@ source "$here/../../scripts/lib.sh"
 
 STATE=${HOSTCLUSTER_STATE:-/var/lib/perflab-hostcluster}
 BIN=${BIN:-$("$here/build.sh")}
-DNS_IP=10.96.0.10
+# shellcheck disable=SC2034  # read by name by render_template
+DNS_IP=10.96.0.10 # kube-dns, as the kubelet's clusterDNS (hostcluster.sh)
 PV_COUNT=6
 MOD=$(go env GOMODCACHE)
 
 k() { "$BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" "$@"; }
 
 # render FILE: the manifest with ${NAME} replaced by these values
+# shellcheck disable=SC2034  # the variables are read by name by render_template
 render() {
   local COREDNS_IMAGE=perflab-host/coredns:$COREDNS_VERSION
   local PROMETHEUS_IMAGE=perflab-host/prometheus:2.42

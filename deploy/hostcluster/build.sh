@@ -78,6 +78,15 @@ main() {
     return 0
   fi
   mkdir -p "$dir/src" "$bin"
+  # One build at a time (make test starts one in the background): a second waits, then finds
+  # everything built.
+  exec 9>"$dir/.lock"
+  if ! flock -n 9; then
+    log "hostcluster: another build of $dir is running; waiting for it"
+    flock 9
+    main "$@"
+    return
+  fi
   log "hostcluster: building ${missing[*]} (cold: about 20 minutes on 2 cores; log: $dir/build.log)"
   write_module "$dir/src"
   (cd "$dir/src" && GOFLAGS=-mod=mod go mod tidy) >"$dir/build.log" 2>&1 || {

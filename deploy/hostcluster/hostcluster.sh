@@ -128,7 +128,7 @@ snapshot() {
   ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print "link " $2}'
   ip -o addr show | awk '{print "addr " $2 " " $4}'
   ip route show table all 2>/dev/null | grep -v 'proto kernel' | sed 's/^/route /' || true
-  ls /var/run/netns 2>/dev/null | sed 's/^/netns /' || true
+  find /var/run/netns -mindepth 1 -maxdepth 1 -printf 'netns %f\n' 2>/dev/null || true
   find /var/lib/cni /etc/cni -mindepth 1 2>/dev/null | sed 's/^/cni /' || true
   pgrep -fa "$STATE" 2>/dev/null | awk '{print "process " $2}' || true
 } 2>/dev/null
@@ -362,7 +362,7 @@ stop_process() { # NAME [TIMEOUT]
     kill "$pid" 2>/dev/null || true
     deadline=$((SECONDS + ${2:-20}))
     while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$f"
 }
@@ -423,9 +423,9 @@ stop_all() {
   for c in containerd kube-apiserver etcd dockerd; do stop_process "$c" 30; done
   # containerd-shim processes outlive containerd when tasks were not removed.
   pkill -KILL -f "containerd-shim.*$STATE" 2>/dev/null || true
-  [[ -x $BIN/kube-router ]] && "$BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true
-  [[ -x $BIN/kube-proxy ]] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
-  [[ -f $STATE/host.before ]] && remove_new_iptables
+  if [[ -x $BIN/kube-router ]]; then "$BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true; fi
+  if [[ -x $BIN/kube-proxy ]]; then "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+  if [[ -f $STATE/host.before ]]; then remove_new_iptables; fi
   # ipsets kube-router made
   ipset list -n 2>/dev/null | grep -E '^(KUBE-|kube-router)' | xargs -r -n1 ipset destroy 2>/dev/null || true
   # mounts below the state folder (pod volumes, container root filesystems, shm)
@@ -433,7 +433,9 @@ stop_all() {
     xargs -r -n1 umount -l 2>/dev/null || true
   # network namespaces the pods had, bridge, node address
   local ns
-  for ns in $(ls /var/run/netns 2>/dev/null); do
+  for ns in /var/run/netns/*; do
+    [[ -e $ns ]] || continue
+    ns=${ns##*/}
     [[ -f $STATE/host.before ]] && grep -qx "netns $ns" "$STATE/host.before" && continue
     ip netns delete "$ns" 2>/dev/null || true
   done
@@ -444,14 +446,14 @@ stop_all() {
     ip link delete "$l" 2>/dev/null || true
   done
   rm -rf /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
-  [[ -f $STATE/host.before ]] && ! grep -q '^cni /var/lib/cni$' "$STATE/host.before" &&
-    rm -rf /var/lib/cni 2>/dev/null || true
+  # /var/lib/cni, when the run created it (containerd's CNI cache)
+  if [[ -f $STATE/host.before ]] && ! grep -q '^cni /var/lib/cni' "$STATE/host.before"; then
+    rm -rf /var/lib/cni
+  fi
   if [[ -f $STATE/sysctl.orig ]]; then
     grep -v '=$' "$STATE/sysctl.orig" | while read -r kv; do sysctl -q -w "$kv" 2>/dev/null || true; done
   fi
-  local leftover
-  leftover=$(pgrep -f "$STATE" || true)
-  [[ -z $leftover ]] || kill -KILL $leftover 2>/dev/null || true
+  pkill -KILL -f "$STATE" 2>/dev/null || true
   rm -rf "$STATE"
   log "hostcluster: stopped; host restored"
 }

@@ -102,6 +102,7 @@ program_image() {
   local tag=$1 binary=$2 name=$3 uid=$4 ctx
   ctx=$(mktemp -d)
   cp "$binary" "$ctx/$name"
+  # shellcheck disable=SC2016  # ${BASE} is the Dockerfile's, not the shell's
   printf 'ARG BASE\nFROM ${BASE}\nCOPY %s /bin/%s\nUSER %s\nENTRYPOINT ["/bin/%s"]\n' \
     "$name" "$name" "$uid" "$name" >"$ctx/Dockerfile"
   build "$tag" "$ctx" "$ctx/Dockerfile"

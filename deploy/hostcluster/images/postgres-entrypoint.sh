@@ -23,7 +23,11 @@ if [[ ${1:-} == postgres && ! -s $PGDATA/PG_VERSION ]]; then
   for f in /docker-entrypoint-initdb.d/*; do
     case $f in
       *.sql) echo "initdb.d: $f"; "${psql[@]}" -d "$db" -f "$f" ;;
-      *.sh) echo "initdb.d: $f"; . "$f" ;;
+      *.sh)
+        echo "initdb.d: $f"
+        # shellcheck disable=SC1090  # the user's init scripts
+        . "$f"
+        ;;
     esac
   done
   pg_ctl -D "$PGDATA" -m fast -w stop
