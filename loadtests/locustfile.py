@@ -93,6 +93,7 @@ def on_init(environment: Environment, **_: Any) -> None:
             start_scheduler(environment, 1.0 / max(int(msg.data["workers"]), 1))
 
         runner.register_message(START_MESSAGE, on_start)
+        lt.record_requests(environment, CTX.state)
         events.report_to_master.add_listener(
             lambda client_id, data: data.update(loadtests=CTX.state.export())
         )
