@@ -45,7 +45,7 @@ from loadtests import exporter, report
 from loadtests.journeys import BUILTIN, Catalog
 from loadtests.metrics import PERCENTILE_DEFINITION, RunState, Trend, Window, merged
 from loadtests.scenario import Scenario, ScenarioError, format_duration
-from loadtests.schedule import Schedule, Stage
+from loadtests.schedule import Schedule
 from loadtests.thresholds import Result, evaluate_all
 
 log = logging.getLogger("loadtests")
@@ -228,18 +228,22 @@ class ArrivalScheduler:
     otherwise drops it (counted, never queued: a queue would hide latency again)."""
 
     def __init__(
-        self, runner: Runner, user_class: type[JourneyUser], ctx: RunContext, share: float = 1.0
+        self,
+        runner: Runner,
+        user_class: type[JourneyUser],
+        ctx: RunContext,
+        index: int = 0,
+        count: int = 1,
     ) -> None:
-        """``share``: this process's part of the load (1 / workers when distributed)."""
+        """``index``/``count``: this process is generator ``index`` of ``count`` (Locust
+        workers); it takes every ``count``-th iteration of the whole schedule, starting at the
+        ``index``-th, and 1/``count`` of maxVUs."""
         self.runner = runner
         self.user_class = user_class
         self.ctx = ctx
-        scenario = ctx.scenario
-        self.schedule = Schedule(
-            scenario.schedule.start * share,
-            tuple(Stage(st.duration, st.target * share) for st in scenario.schedule.stages),
-        )
-        self.max_vus = max(1, math.ceil(scenario.max_vus * share))
+        self.index, self.count = index, count
+        self.schedule = ctx.scenario.schedule
+        self.max_vus = max(1, math.ceil(ctx.scenario.max_vus / count))
         self.idle: deque[JourneyUser] = deque()
         self.finished = False
 
@@ -267,7 +271,7 @@ class ArrivalScheduler:
         state.dropped += 1
 
     def run(self, started_at: float) -> None:
-        for offset in self.schedule.iteration_times():
+        for offset in self.schedule.iteration_times(self.index, self.count):
             due = started_at + offset
             delay = due - time.perf_counter()
             if delay > 0:
@@ -526,6 +530,29 @@ class GeneratorMonitor:
         }
 
 
+def combine(verdicts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The workers' generator verdicts as one: valid only if every worker was, the worst
+    figure of each."""
+    if not verdicts:
+        return None
+
+    def worst(key: str) -> float | None:
+        values = [v[key] for v in verdicts if v.get(key) is not None]
+        return max(values) if values else None
+
+    return {
+        "valid": all(v["valid"] for v in verdicts),
+        "cpu_avg": worst("cpu_avg"),
+        "cpu_max": worst("cpu_max"),
+        "saturated_s": worst("saturated_s") or 0.0,
+        "seconds": worst("seconds") or 0.0,
+        "loop_lag_p50_ms": worst("loop_lag_p50_ms"),
+        "loop_lag_p99_ms": worst("loop_lag_p99_ms"),
+        "loop_lag_max_ms": worst("loop_lag_max_ms"),
+        "rule": verdicts[0]["rule"] + f" (worst of {len(verdicts)} workers)",
+    }
+
+
 @dataclass
 class Options:
     target: str
@@ -564,6 +591,7 @@ class Controller:
         self.history: list[dict[str, Any]] = []
         self.schedule_end: dict[str, int] | None = None
         self.monitor: GeneratorMonitor | None = None
+        self.worker_generators: list[dict[str, Any]] = []  # distributed: each worker's verdict
 
         self.writes_results = env is None or options.out_dir is not None
         if env is None:
@@ -845,7 +873,7 @@ class Controller:
             "requests": state.requests,
             "iterations_finished": self.finished_iterations(),
         }
-        generator = self.monitor.verdict() if self.monitor else None
+        generator = self.monitor.verdict() if self.monitor else combine(self.worker_generators)
         failed = [r for r in self.threshold_results if not r.ok]
         exit_code = EXIT_THRESHOLDS if failed or (self.aborted and self.breaking_point) else EXIT_OK
         if generator and not generator["valid"]:
