@@ -411,6 +411,22 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
 
             folder = Path(p["loadtest_dir"])
             p["failures"] = _failures(folder if folder.is_absolute() else REPO / folder)
+    invalid = [p for p in data["phases"] if p.get("loadgen_valid") is False]
+    if invalid:
+        lines += [
+            "### Phases the load generator could not carry",
+            "",
+            "The generator was saturated (its own CPU or event-loop lag) in these phases; their "
+            "latencies include its queueing. Read their figures with care:",
+            "",
+            *(
+                f"- phase {p['index'] + 1} ({p['arm']}{p['rep']}): generator CPU "
+                f"{fmt((p.get('loadgen_cpu') or math.nan) * 100)} % of a core, start delay p95 "
+                f"{fmt(p.get('start_delay_p95_ms'))} ms"
+                for p in invalid
+            ),
+            "",
+        ]
     failed = [p for p in data["phases"] if p.get("failures")]
     if failed:
         lines += ["### Failed requests", ""]

@@ -35,6 +35,7 @@ METRICS = {
     "error_rate": "error rate",
     "total_rps": "all requests (req/s)",
     "dropped_iterations": "dropped iterations (open loop)",
+    "start_delay_p95_ms": "iteration start delay p95 (ms, the generator's lag)",
     "cpu_ms_per_request": "services' CPU ms per request",
     "host_cpu_percent": "host CPU busy (%, load generator included)",
 }
@@ -115,6 +116,11 @@ def phase_record(
         "error_rate": focus.get("failure_rate"),
         "total_rps": total.get("rate"),
         "dropped_iterations": (result.summary.get("load") or {}).get("dropped_iterations"),
+        "start_delay_p95_ms": (
+            (result.summary.get("load") or {}).get("iteration_start_delay") or {}
+        ).get("p95"),
+        "loadgen_valid": (result.summary.get("run") or {}).get("valid"),
+        "loadgen_cpu": (result.summary.get("generator") or {}).get("cpu_avg"),
         "cpu_ms_per_request": cpu / requests * 1000 if requests else math.nan,
         "cpu_seconds_by_service": {
             s: pm.delta(s, "process_cpu_seconds_total") for s in pm.after.services

@@ -41,6 +41,9 @@ def _record(arm: str, rep: int, p95: float, rps: float) -> dict[str, object]:
         "error_rate": 0.0,
         "total_rps": rps,
         "dropped_iterations": 0,
+        "loadgen_valid": not (arm == "B" and rep == 2),  # one saturated phase
+        "loadgen_cpu": 0.95 if (arm == "B" and rep == 2) else 0.3,
+        "start_delay_p95_ms": 1.0,
         "cpu_ms_per_request": 1.0,
         "host_cpu_percent": 50.0,
         "resources": {"hit_ratio": 0.9},
@@ -64,6 +67,8 @@ def write_folder(
     for rep, (pa, pb, ra, rb) in enumerate(rounds, start=1):
         pair = [_record("A", rep, pa, ra), _record("B", rep, pb, rb)]
         records += pair if rep % 2 else pair[::-1]  # A B, B A, ...
+    for index, record in enumerate(records):
+        record["index"] = index
     history = [
         {
             "phase": f"0{i}",
@@ -162,6 +167,8 @@ def test_conclusion_names_only_differences_the_intervals_support(folder: Path) -
         and "throughput" in conclusion.split("no difference shown")[1]
     )
     assert "default 5%" in conclusion  # no A/A run of this experiment yet
+    text = (folder / "report.md").read_text()
+    assert "could not carry" in text and "phase 3 (B2): generator CPU 95.0 %" in text
 
 
 def test_an_aa_run_gives_no_verdict_and_sets_the_bands_later_runs_use(
