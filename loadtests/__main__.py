@@ -1,6 +1,7 @@
 """Command line of the scenario runner.
 
     python -m loadtests run loadtests/scenarios/load.yaml --target local [--variant ci]
+        [--raw requests.csv|requests.jsonl]
     python -m loadtests validate loadtests/scenarios/*.yaml
     python -m loadtests list
 
@@ -62,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="SECONDS",
         help="live progress interval",
+    )
+    run.add_argument(
+        "--raw",
+        type=Path,
+        metavar="FILE",
+        help="every request as a line of FILE: CSV, or JSON lines when FILE ends in .jsonl",
     )
     run.add_argument(
         "--linger",
@@ -127,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics_address=None if args.metrics in ("", "off", "0") else args.metrics,
         progress_every=args.progress_every,
         linger=args.linger,
+        raw=args.raw,
     )
     try:
         return runner.run(scenario, options)

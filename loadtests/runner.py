@@ -300,9 +300,9 @@ def wire_sizes(response: Any, body_length: int) -> tuple[int, int]:
     return (len(sent) if sent else 0), received
 
 
-def record_requests(env: Environment, state: RunState) -> None:
+def record_requests(env: Environment, state: RunState, raw: RawWriter | None = None) -> None:
     """Every request into the run state (HDR histograms per endpoint, bytes), whatever Locust
-    keeps for its own report."""
+    keeps for its own report; and into ``raw`` when given."""
 
     def on_request(
         request_type: str,
@@ -311,10 +311,15 @@ def record_requests(env: Environment, state: RunState) -> None:
         response_length: int,
         exception: BaseException | None = None,
         response: Any = None,
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         sent, received = wire_sizes(response, response_length or 0)
-        state.request(request_type, name, response_time, exception is not None, sent, received)
+        failed = exception is not None
+        state.request(request_type, name, response_time, failed, sent, received)
+        if raw is not None:
+            started = kwargs.get("start_time") or time.time() - response_time / 1000
+            row = (round(started, 6), request_type, name, round(response_time, 3))
+            raw.write((*row, int(failed), sent, received))
 
     env.events.request.add_listener(on_request)
 
@@ -563,6 +568,32 @@ class Options:
         0.0  # keep /metrics up this long after the run (so the last scrape sees the end)
     )
     echo: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    raw: Path | None = None  # every request as a line of CSV or JSON (by the file's extension)
+
+
+class RawWriter:
+    """Every request as one line, for the user's own analysis (k6's ``--out csv=`` /
+    ``--out json=``): time (Unix seconds, when the request was sent), method, name, duration
+    in ms, failed (0/1), bytes sent and received. ``.jsonl``/``.json``: JSON lines; else CSV."""
+
+    FIELDS = ("time", "method", "name", "duration_ms", "failed", "sent", "received")
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("w", newline="")
+        self.json = path.suffix in (".jsonl", ".json")
+        self.csv = None if self.json else csv.writer(self.file)
+        if self.csv is not None:
+            self.csv.writerow(self.FIELDS)
+
+    def write(self, row: tuple[Any, ...]) -> None:
+        if self.csv is not None:
+            self.csv.writerow(row)
+        else:
+            self.file.write(json.dumps(dict(zip(self.FIELDS, row, strict=True))) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class Controller:
@@ -608,7 +639,8 @@ class Controller:
             if self.shape:
                 self.shape.runner = env.runner
         self.env = env
-        record_requests(env, self.state)
+        self.raw = RawWriter(options.raw) if options.raw else None
+        record_requests(env, self.state, self.raw)
         self.figures = Figures(self.state, self.schedule_seconds)
 
     @property
@@ -810,6 +842,8 @@ class Controller:
         for g in greenlets:
             g.kill(block=True)
         csv_writer.close_files()
+        if self.raw is not None:
+            self.raw.close()
         summary = self.finish()
         self.write_artifacts(summary)
         opts.echo(report.render(summary))

@@ -4,6 +4,7 @@ queueing as the system's latency."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ thinkTime: 0s
 journeys: {{"{JOURNEYS}:linger": 1}}
 """,
     )
-    run = run_loadtest(scenario, fake_gateway, tmp_path / "out")
+    raw = tmp_path / "requests.jsonl"
+    run = run_loadtest(scenario, fake_gateway, tmp_path / "out", "--raw", str(raw))
     assert run.returncode == 0, run.output
     summary = run.summary
     assert summary["load"]["iterations"] == 30
@@ -51,6 +53,13 @@ journeys: {{"{JOURNEYS}:linger": 1}}
     assert delay["max"] is not None and delay["p95"] <= delay["max"]
     assert summary["data"]["sent"] > 30 * 50 and summary["data"]["received"] > 30 * 100
     assert "drain" in run.output and "iteration_start_delay" in run.output
+
+    # the raw output: one JSON line per request, for the user's own analysis
+    rows = [json.loads(line) for line in raw.read_text().splitlines()]
+    assert len(rows) == 30
+    assert {r["name"] for r in rows} == {"/api/products/{id}"}
+    assert all(r["method"] == "GET" and r["failed"] == 0 and r["duration_ms"] > 0 for r in rows)
+    assert sorted(r["time"] for r in rows)[0] > 1.7e9  # Unix seconds
 
 
 def test_a_saturated_generator_invalidates_the_run(fake_gateway: str, tmp_path: Path) -> None:
