@@ -65,7 +65,7 @@ else:
         abstract = False
 
         def __init__(self) -> None:
-            super().__init__(SCENARIO.schedule)
+            super().__init__(SCENARIO.schedule, SCENARIO.graceful_ramp_down, SCENARIO.graceful_stop)
 
 
 class Session:

@@ -202,13 +202,22 @@ class StagesShape(LoadTestShape):
 
     abstract = True  # instantiated directly, never discovered from a locustfile
 
-    def __init__(self, schedule: Schedule) -> None:
+    def __init__(
+        self, schedule: Schedule, ramp_down: float | None = None, stop: float | None = None
+    ) -> None:
+        """``ramp_down``/``stop``: how long VUs removed by a falling stage / by the end of the
+        schedule may finish their iteration (gracefulRampDown / gracefulStop)."""
         super().__init__()
         self.schedule = schedule
+        self.ramp_down, self.stop = ramp_down, stop
         self.last: tuple[int, float] | None = None
 
     def tick(self) -> tuple[int, float] | None:
         t = self.get_run_time()
+        timeout = self.stop if t >= self.schedule.duration else self.ramp_down
+        if self.runner is not None and timeout is not None:
+            # Locust gives every stopped VU env.stop_timeout to finish its iteration
+            self.runner.environment.stop_timeout = timeout
         if t >= self.schedule.duration:
             return None
         users = round(self.schedule.target_at(t))
@@ -627,7 +636,13 @@ class Controller:
         self.writes_results = env is None or options.out_dir is not None
         if env is None:
             self.user_class = make_user_class(ctx, self.target)
-            self.shape = None if scenario.open_loop else StagesShape(scenario.schedule)
+            self.shape = (
+                None
+                if scenario.open_loop
+                else StagesShape(
+                    scenario.schedule, scenario.graceful_ramp_down, scenario.graceful_stop
+                )
+            )
             env = Environment(
                 user_classes=[self.user_class],
                 shape_class=self.shape,

@@ -86,3 +86,28 @@ thresholds:
     assert summary["run"]["valid"] is False
     generator = summary["generator"]
     assert generator["saturated_s"] >= 2
+
+
+@pytest.mark.parametrize(("ramp_down", "interrupted"), [("0s", True), ("10s", False)])
+def test_graceful_ramp_down_lets_removed_vus_finish_their_iteration(
+    fake_gateway: str, tmp_path: Path, ramp_down: str, interrupted: bool
+) -> None:
+    """4 VUs whose iterations linger 3 s; a stage takes them to 0 after 2 s. With
+    gracefulRampDown: 0s their iterations are cut off; with 10s they finish."""
+    scenario = write(
+        tmp_path,
+        f"""
+executor: ramping-vus
+startVUs: 4
+stages: [{{duration: 2s, target: 4}}, {{duration: 1s, target: 0}}, {{duration: 5s, target: 0}}]
+gracefulRampDown: {ramp_down}
+gracefulStop: 0s
+thinkTime: 0s
+journeys: {{"{JOURNEYS}:linger": 1}}
+""",
+    )
+    run = run_loadtest(scenario, fake_gateway, tmp_path / "out")
+    assert run.returncode == 0, run.output
+    load = run.summary["load"]
+    assert load["iterations"] >= 4
+    assert (load["interrupted_iterations"] > 0) is interrupted
