@@ -4,11 +4,12 @@ cached product read at 25 %, 50 % and 75 % of its capacity, on an isolated copy 
 (its own ports, databases and Redis prefix, like an experiment's). Prints both tools'
 p50/p95/p99 and their ratios, and the runner's own ceiling in iterations/s per core of CPU.
 
-    make loadgen-accuracy                      # DURATION=15 (seconds per run), LEVELS=25,50,75
+    make loadgen-accuracy                      # DURATION=15 (s per run), LEVELS=25,50,75, ROUNDS=3
     .venv/bin/python -m loadtests.accuracy
 
 A benchmark that prints figures, not a test: nothing here passes or fails on timing. The
-tools run one after the other, alternating which goes first at each level.
+tools run one after the other, alternating which goes first, for several rounds; the ratios
+are medians over the rounds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.accuracy", description=__doc__)
     p.add_argument("--seconds", type=float, default=float(os.environ.get("DURATION") or 15))
     p.add_argument("--levels", default=os.environ.get("LEVELS") or "25,50,75")
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS") or 3))
     p.add_argument("--out", type=Path, default=REPO / "loadtests" / "results" / "accuracy")
     args = p.parse_args(argv)
     levels = [float(x) / 100 for x in args.levels.split(",")]
@@ -122,66 +125,59 @@ def main(argv: list[str] | None = None) -> int:
         vegeta(binary, url, 50, 3)  # warm-up: every product id cached
         capacity = float(vegeta(binary, url, 0, args.seconds, workers=32)["throughput"])
         print(f"capacity of the cached read (vegeta, 32 workers, closed loop): {capacity:.0f}/s")
-        rows = []
-        for i, level in enumerate(levels):
-            rate = round(capacity * level)
-            results: dict[str, Any] = {}
-            order = ("vegeta", "runner") if i % 2 == 0 else ("runner", "vegeta")
-            for tool in order:
-                if tool == "vegeta":
-                    v = vegeta(binary, url, rate, args.seconds)["latencies"]
-                    results["vegeta"] = [v[k] / 1e6 for k in ("50th", "95th", "99th")]
-                else:
-                    s = runner(url, rate, args.seconds, args.out / f"runner-{int(level * 100)}")
-                    t = s["total"]
-                    results["runner"] = [t["p50"], t["p95"], t["p99"]]
-                    results["summary"] = s
-            rows.append((level, rate, results))
-            s = results["summary"]
-            g = s.get("generator") or {}
-            print(
-                f"{level:>4.0%} {rate:>6}/s  vegeta p50/p95/p99 "
-                + "/".join(f"{x:.2f}" for x in results["vegeta"])
-                + " ms  runner "
-                + "/".join(f"{x:.2f}" for x in results["runner"])
-                + " ms  ratio "
-                + "/".join(
-                    f"{r / v:.2f}"
-                    for r, v in zip(results["runner"], results["vegeta"], strict=True)
+        runs: list[dict[str, Any]] = []
+        for round_ in range(args.rounds):
+            for i, level in enumerate(levels):
+                rate = round(capacity * level)
+                run: dict[str, Any] = {"level": level, "rate": rate, "round": round_ + 1}
+                first = (i + round_) % 2 == 0  # alternate which tool goes first
+                for tool in ("vegeta", "runner") if first else ("runner", "vegeta"):
+                    if tool == "vegeta":
+                        v = vegeta(binary, url, rate, args.seconds)["latencies"]
+                        run["vegeta"] = [v[k] / 1e6 for k in ("50th", "95th", "99th")]
+                    else:
+                        folder = args.out / f"runner-{int(level * 100)}-{round_ + 1}"
+                        s = runner(url, rate, args.seconds, folder)
+                        run["runner"] = [s["total"][k] for k in ("p50", "p95", "p99")]
+                        run["achieved"] = s["load"]["iterations_per_s"]
+                        run["cpu"] = (s.get("generator") or {}).get("cpu_avg")
+                        run["delay_p95"] = (s["load"]["iteration_start_delay"] or {}).get("p95")
+                        run["valid"] = s["run"].get("valid")
+                run["ratio"] = [r / v for r, v in zip(run["runner"], run["vegeta"], strict=True)]
+                runs.append(run)
+                print(
+                    f"round {round_ + 1} {level:>4.0%} {rate:>6}/s  p50/p95/p99 ms: vegeta "
+                    + "/".join(f"{x:.1f}" for x in run["vegeta"])
+                    + "  runner "
+                    + "/".join(f"{x:.1f}" for x in run["runner"])
+                    + "  ratio "
+                    + "/".join(f"{x:.2f}" for x in run["ratio"])
+                    + f"  (runner {run['achieved']:.0f} it/s, CPU {(run['cpu'] or 0):.0%},"
+                    f" start delay p95 {run['delay_p95'] or 0:.1f} ms, valid {run['valid']})",
+                    flush=True,
                 )
-                + f"  runner: {s['load']['iterations_per_s']:.0f} it/s, CPU"
-                f" {(g.get('cpu_avg') or 0):.0%} of a core, start delay p95"
-                f" {(s['load']['iteration_start_delay'] or {}).get('p95') or 0:.2f} ms,"
-                f" valid {s['run'].get('valid')}",
-                flush=True,
-            )
-        ceilings = [
-            r["summary"]["load"]["iterations_per_s"] / r["summary"]["generator"]["cpu_avg"]
-            for _, _, r in rows
-            if (r["summary"].get("generator") or {}).get("cpu_avg")
-        ]
-        if ceilings:
+        print("\nmedian over the rounds, runner / vegeta (p50, p95, p99):")
+        for level in levels:
+            mine = [r for r in runs if r["level"] == level]
+            ratios = np.median(np.array([r["ratio"] for r in mine]), axis=0)
             print(
-                "runner's ceiling: ~" + f"{sum(ceilings) / len(ceilings):.0f} iterations/s per core"
-                " (achieved rate / its CPU share at each level, averaged)"
+                f"  {level:>4.0%} of capacity: "
+                + ", ".join(f"{x:.2f}" for x in ratios)
+                + f"  ({len(mine)} rounds)"
             )
+        with_cpu = [r for r in runs if r.get("cpu")]
+        if len({r["level"] for r in with_cpu}) >= 2:
+            # CPU share = overhead + rate / ceiling: the slope is the cost of one iteration
+            slope, overhead = np.polyfit(
+                [r["achieved"] for r in with_cpu], [r["cpu"] for r in with_cpu], 1
+            )
+            if slope > 0:
+                print(
+                    f"runner's ceiling: ~{1 / slope:.0f} iterations/s per core (1 / the slope of"
+                    f" its CPU against the achieved rate; fixed overhead {overhead:.0%} of a core)"
+                )
         (args.out / "accuracy.json").write_text(
-            json.dumps(
-                {
-                    "capacity": capacity,
-                    "levels": [
-                        {
-                            "level": level,
-                            "rate": rate,
-                            "vegeta_ms": r["vegeta"],
-                            "runner_ms": r["runner"],
-                            "generator": r["summary"].get("generator"),
-                        }
-                        for level, rate, r in rows
-                    ],
-                },
-                indent=2,
-            )
+            json.dumps({"capacity": capacity, "runs": runs}, indent=2)
         )
     return 0
 

@@ -7,6 +7,8 @@ VARIANT ?=
 # Scenario variables (empty: the scenario's default), e.g. make soak DURATION=30m, make load RATE=40.
 DURATION ?=
 RATE ?=
+# Rounds of make loadgen-accuracy (each: every level, both tools).
+ROUNDS ?=
 # Extra arguments of the runner, e.g. LOADTEST_ARGS="--linger 15 --progress-every 2".
 LOADTEST_ARGS ?=
 
@@ -51,4 +53,4 @@ loadtest-ci: venv ## Short CI runs against TARGET: smoke and spike, CI variants.
 
 loadgen-accuracy: venv ## Benchmark: the runner vs vegeta at 25/50/75 % of the gateway's cached-read capacity, isolated stack (DURATION=15 s per run).
 	scripts/install-vegeta.sh >/dev/null
-	DURATION=$(DURATION) $(PY) -m loadtests.accuracy
+	DURATION=$(DURATION) ROUNDS=$(ROUNDS) $(PY) -m loadtests.accuracy
