@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -299,14 +300,19 @@ def wire_sizes(response: Any, body_length: int) -> tuple[int, int]:
     """Bytes of one exchange as HTTP/1.1 put them on the connection: the request the client
     sent (request line, headers, body) and the response (status line, headers, body as
     received); TCP and TLS overhead are not counted."""
-    sent = getattr(response, "_sent_request", None)
+    head = getattr(response, "_sent_request", None) or ""  # request line and headers only
+    body = _CONTENT_LENGTH.search(head)
+    sent = len(head) + (int(body[1]) if body else 0)
     headers = getattr(response, "headers", None)
     received = body_length
     if headers:
         received += len("HTTP/1.1 200 OK\r\n\r\n") + sum(
             len(k) + len(v) + 4 for k, v in headers.items()
         )
-    return (len(sent) if sent else 0), received
+    return sent, received
+
+
+_CONTENT_LENGTH = re.compile(r"^content-length:\s*(\d+)", re.IGNORECASE | re.MULTILINE)
 
 
 def record_requests(env: Environment, state: RunState, raw: RawWriter | None = None) -> None:
