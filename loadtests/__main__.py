@@ -6,7 +6,8 @@
     python -m loadtests list
 
 Exit codes: 0 every threshold passed, 99 a threshold failed (or abortOnFail stopped the run),
-2 the scenario or the command line is wrong, 1 anything else (target down, interrupted).
+98 the run is not valid (the load generator was saturated), 2 the scenario or the command
+line is wrong, 1 anything else (target down, interrupted).
 """
 
 from __future__ import annotations

@@ -51,11 +51,22 @@ if SCENARIO.open_loop:
 
         def tick(self) -> tuple[int, float] | None:
             over = self.get_run_time() - SCENARIO.duration
-            # after the schedule: stop once the workers report no iteration in flight (they
-            # report every few seconds) or when gracefulStop is over
-            if over >= SCENARIO.graceful_stop or (over >= 4 and CTX.state.vus_busy == 0):
+            # after the schedule: stop once every generator has finished its schedule with no
+            # iteration in flight (workers say so in their reports, every few seconds), or
+            # when gracefulStop is over
+            if over >= SCENARIO.graceful_stop or (over >= 0 and all_done()):
                 return None
             return SCENARIO.pre_allocated_vus, float(min(SCENARIO.pre_allocated_vus, 100))
+
+    def all_done() -> bool:
+        if isinstance(Session.runner, MasterRunner):
+            exports = list(Session.worker_exports.values())
+            expected = Session.runner.worker_count
+            return len(exports) >= expected > 0 and all(
+                e.get("finished") and e["busy"] == 0 for e in exports
+            )
+        scheduler = CTX.scheduler
+        return scheduler is not None and scheduler.finished and CTX.state.vus_busy == 0
 
 else:
 
@@ -76,6 +87,7 @@ class Session:
     server: Any = None
     worker_exports: dict[str, dict[str, Any]] = {}
     monitor: lt.GeneratorMonitor | None = None  # a worker's own
+    runner: Any = None
 
 
 def start_scheduler(
@@ -100,10 +112,13 @@ def start_scheduler(
 def on_init(environment: Environment, **_: Any) -> None:
     VirtualUser.host = environment.host
     runner = environment.runner
+    Session.runner = runner
     if isinstance(runner, WorkerRunner):
 
         def on_start(environment: Environment, msg: Any, **_: Any) -> None:
             data = msg.data
+            # the host may come before Locust's own spawn message, which otherwise sets it
+            VirtualUser.host = VirtualUser.host or data["host"]
             start_scheduler(environment, int(data["index"]), int(data["workers"]), data["start_at"])
 
         runner.register_message(START_MESSAGE, on_start)
@@ -111,8 +126,10 @@ def on_init(environment: Environment, **_: Any) -> None:
 
         def report(client_id: str, data: dict[str, Any]) -> None:
             monitor = Session.monitor
+            scheduler = CTX.scheduler
             data["loadtests"] = CTX.state.export() | {
-                "generator": monitor.verdict() if monitor and monitor.windows else None
+                "generator": monitor.verdict() if monitor and monitor.windows else None,
+                "finished": scheduler is not None and scheduler.finished,
             }
 
         events.report_to_master.add_listener(report)
@@ -172,7 +189,12 @@ def on_test_start(environment: Environment, **_: Any) -> None:
             for index, client_id in enumerate(workers):
                 runner.send_message(
                     START_MESSAGE,
-                    {"workers": len(workers), "index": index, "start_at": start_at},
+                    {
+                        "workers": len(workers),
+                        "index": index,
+                        "start_at": start_at,
+                        "host": environment.host,
+                    },
                     client_id=client_id,
                 )
         else:
