@@ -152,6 +152,7 @@ def on_init(environment: Environment, **_: Any) -> None:
                 Session.worker_exports[client_id] = data["loadtests"]
                 exports = list(Session.worker_exports.values())
                 CTX.state.absorb(exports)
+                CTX.state.absorb_window(data["loadtests"])
                 controller = Session.controller
                 if controller is not None:
                     controller.worker_generators = [

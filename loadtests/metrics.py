@@ -177,6 +177,7 @@ class RunState:
     vus_max_used: int = 0
     second: Window = field(default_factory=lambda: Window(time.monotonic()))
     progress: Window = field(default_factory=lambda: Window(time.monotonic()))
+    report: Window = field(default_factory=lambda: Window(time.monotonic()))  # since export()
     _recent_starts: deque[float] = field(default_factory=deque)
 
     # -- recording (the hot path)
@@ -192,7 +193,7 @@ class RunState:
         endpoint.duration.add(ms)
         self.data_sent += sent
         self.data_received += received
-        for window in (self.second, self.progress):
+        for window in (self.second, self.progress, self.report):
             window.requests += 1
             window.failures += failed
             window.duration.add(ms)
@@ -205,8 +206,8 @@ class RunState:
         self._recent_starts.append(time.monotonic() if now is None else now)
         if delay_ms is not None:
             self.start_delay.add(delay_ms)
-            self.second.start_delay.add(delay_ms)
-            self.progress.start_delay.add(delay_ms)
+            for window in (self.second, self.progress, self.report):
+                window.start_delay.add(delay_ms)
 
     def iteration_finished(self, journey: str, duration_ms: float) -> None:
         self.iteration_duration.setdefault(journey, Trend()).add(duration_ms)
@@ -261,8 +262,11 @@ class RunState:
     # -- distributed runs: a worker exports, the master absorbs
 
     def export(self) -> dict[str, Any]:
-        """Cumulative figures as plain data (a worker sends them to the master with its stats)."""
+        """Cumulative figures as plain data (a worker sends them to the master with its stats),
+        and the latencies since the previous export (for the master's per-second windows)."""
+        window, self.report = self.report, Window(time.monotonic())
         return {
+            "window": [window.duration.export(), window.start_delay.export()],
             "iterations": dict(self.iterations),
             "interrupted": self.interrupted,
             "dropped": self.dropped,
@@ -315,3 +319,10 @@ class RunState:
         for window in (self.second, self.progress):
             window.requests += max(self.requests - before_requests, 0)
             window.failures += max(self.failures - before_failures, 0)
+
+    def absorb_window(self, export: dict[str, Any]) -> None:
+        """A worker's latencies since its previous report, into the master's windows."""
+        duration, delay = (Trend.from_export(t) for t in export.get("window") or ())
+        for window in (self.second, self.progress):
+            window.duration.merge(duration)
+            window.start_delay.merge(delay)

@@ -181,3 +181,23 @@ def test_summary_reports_an_abort_and_the_breaking_point() -> None:
     assert "ABORTED: threshold crossed" in text
     assert "breaking point at 42s, stage 3: target 80.0 VUs, achieved 31.5 iters/s" in text
     assert "result     ABORTED" in text
+
+
+def test_a_master_gets_the_workers_figures_and_their_latencies_per_report() -> None:
+    worker, master = RunState(started=0.0), RunState(started=0.0)
+    for ms in (10.0, 20.0, 30.0):
+        worker.request("GET", "/a", ms, False, sent=100, received=200)
+    worker.iteration_started("product", delay_ms=2.0)
+    first = worker.export()
+    master.absorb([first])
+    master.absorb_window(first)
+    assert (master.requests, master.data_sent, sum(master.iterations.values())) == (3, 300, 1)
+    assert master.second.duration.count == 3 and master.second.start_delay.count == 1
+    assert master.second.duration.percentile(50) == pytest.approx(20, rel=5e-4)
+    worker.request("GET", "/a", 40.0, True)
+    second = worker.export()  # cumulative figures, latencies since the first export only
+    master.absorb([second])
+    master.absorb_window(second)
+    assert (master.requests, master.failures) == (4, 1)
+    assert master.progress.duration.count == 4
+    assert Trend.from_export(second["window"][0]).count == 1
