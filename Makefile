@@ -116,16 +116,18 @@ audit: venv ## Known vulnerabilities in constraints.txt (pip-audit; offline safe
 
 ##@ Experiments
 
-# QUICK=1: a smoke run (short phases, fewer repetitions; the report says "SMOKE RUN").
+# QUICK=1: a smoke run (short phases, one round, no conclusion; the report says "SMOKE RUN").
+# AA=1: an A/A run (the baseline against itself): measures each metric's noise band.
 QUICK ?=
+AA ?=
 # TARGET=kind reaches the cluster with the pinned kubectl (make up installs it).
 EXPERIMENT = KUBECTL=$(KUBECTL) CLUSTER=$(CLUSTER) NAMESPACE=$(NAMESPACE) KUBE_CONTEXT=$(KUBE_CONTEXT) $(PY) -m experiments
 
 .PHONY: experiment experiments experiments-list
 
-experiment: venv ## One A/B experiment (TARGET=local: an isolated copy; kind: the cluster lab): make experiment NAME=cache-impact TARGET=local [QUICK=1]
+experiment: venv ## One A/B experiment (TARGET=local: an isolated copy; kind: the cluster lab): make experiment NAME=cache-impact TARGET=local [QUICK=1] [AA=1]
 	@[ -n "$(NAME)" ] || { echo "usage: make experiment NAME=<experiment> [TARGET=local] [QUICK=1]; make experiments-list"; exit 2; }
-	$(EXPERIMENT) run $(NAME) --target $(TARGET) $(if $(QUICK),--quick)
+	$(EXPERIMENT) run $(NAME) --target $(TARGET) $(if $(QUICK),--quick) $(if $(AA),--aa)
 
 experiments: venv ## Every experiment that applies to TARGET, one after the other [QUICK=1].
 	$(EXPERIMENT) all --target $(TARGET) $(if $(QUICK),--quick)

@@ -1,12 +1,13 @@
 """Command line of the experiments.
 
     python -m experiments list
-    python -m experiments run NAME [--target local] [--quick]
+    python -m experiments run NAME [--target local] [--quick] [--aa]
     python -m experiments all [--target local] [--quick]      every experiment the target allows
     python -m experiments report RESULTS_DIR                  recompute stats, report, plots
     python -m experiments refresh-readme NAME [--from RESULTS_DIR]
 
-`--quick` is a smoke run: short phases, two repetitions, and the report says so.
+`--quick` is a smoke run: short phases, one round, no conclusion, and the report says so.
+`--aa` runs the baseline against itself and saves each metric's noise band (noise.json).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from experiments import framework, report, runner
 def latest_result(name: str) -> Path | None:
     """The newest complete full run, else the newest smoke run, that has a report."""
     folders = sorted(p.parent for p in (framework.directory(name) / "results").glob("*/report.md"))
-    folders = [p for p in folders if "aborted" not in json.loads((p / "meta.json").read_text())]
+    folders = [
+        p
+        for p in folders
+        if not {"aborted", "aa"}
+        & {k for k, v in json.loads((p / "meta.json").read_text()).items() if v}
+    ]
     full = [p for p in folders if not p.name.endswith("-smoke")]
     chosen = full or folders
     return chosen[-1] if chosen else None
@@ -38,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("name")
     run.add_argument("--target", default=target)
     run.add_argument("--quick", action="store_true", help="smoke run: short, not a result")
+    run.add_argument(
+        "--aa", action="store_true", help="A/A run: the baseline twice, to measure noise bands"
+    )
     every = sub.add_parser("all", help="run every experiment that applies to the target")
     every.add_argument("--target", default=target)
     every.add_argument("--quick", action="store_true")
@@ -56,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:18} [{', '.join(e.targets)}] {e.question}")
         return 0
     if args.command == "run":
-        runner.run(args.name, args.target, args.quick)
+        runner.run(args.name, args.target, args.quick, aa=args.aa)
         return 0
     if args.command == "all":
         failed = []

@@ -95,8 +95,8 @@ class Experiment:
     arms: list[Arm]
     load: LoadProfile
     quick_load: LoadProfile | None = None
-    reps: int = 3
-    quick_reps: int = 2
+    reps: int = 5  # rounds; each has one phase of every arm (A B, then B A, ...)
+    quick_reps: int = 1  # a smoke run checks that the experiment works; it concludes nothing
     targets: tuple[str, ...] = ("local",)
     base_env: dict[str, dict[str, str]] = field(default_factory=dict)
     base_faults: dict[str, float] = field(default_factory=dict)

@@ -16,20 +16,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from experiments import stats
+
 REPO = Path(__file__).resolve().parents[1]
-NEGLIGIBLE = 0.05  # a ratio within 5 % of 1 is not called a difference, even if "significant"
+DEFAULT_BAND = 0.05  # the noise band of a metric no A/A run has measured yet
+SIGNIFICANCE = 0.05  # of the rank test, for metrics without a ratio
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
 GENERIC_LIMITS = (
     "The load generator (Locust), the four services, PostgreSQL, Redis and Kafka share one "
     "machine; absolute figures describe this machine under this sharing, not a production "
-    "deployment. Other work on the machine adds noise, which the A B A B alternation spreads "
-    "over all arms but does not remove.",
-    "Intervals are percentile-bootstrap 95 % intervals over the repetitions (one value per "
-    "phase). With 2 to 5 repetitions per arm they are close to the range of the values; a ratio "
-    "whose interval includes 1 means 'no difference shown', not 'no difference'.",
-    "Latency percentiles are the load-test runner's (counted from the scheduled start in open-"
-    "loop phases, so queueing in the generator is included); CPU per request counts the four "
-    "services' processes only, not PostgreSQL, Redis or Kafka.",
+    "deployment. Other work on the machine adds noise, which the A B B A alternation spreads "
+    "over all arms and cancels within pairs of rounds, but does not remove.",
+    "A ratio is the geometric mean of the per-round ratios (each round runs every arm once), "
+    "with a 95 % t-interval on their logarithms; an arm's own figure is the median of its "
+    "phases with their range [min, max]. A ratio whose interval includes 1 means 'no "
+    "difference shown', not 'no difference'; one inside the noise band is within what two "
+    "identical configurations produce on this machine.",
+    "Latency percentiles are the load-test runner's (HDR histograms, 3 significant digits; "
+    "request latency without the schedule lag, which is reported as iteration_start_delay); "
+    "CPU per request counts the four services' processes only, not PostgreSQL, Redis or Kafka.",
 )
 
 
@@ -200,16 +205,92 @@ def plot_usl(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def conclusion(data: dict[str, Any], headline: list[str]) -> list[str]:
-    """Sentences the numbers support: a change is called a difference only when the 95 %
-    interval of its ratio to the baseline excludes 1."""
-    st = data["stats"]
-    labels = _labels(data["meta"])
+def noise_path(experiment: str) -> Path:
+    return REPO / "experiments" / experiment / "noise.json"
+
+
+def noise_bands(experiment: str, target: str) -> tuple[dict[str, float], str]:
+    """The noise band of each metric from the experiment's A/A run on this target
+    (`experiments/<name>/noise.json`), and where it comes from."""
+    path = noise_path(experiment)
+    entry = json.loads(path.read_text()).get(target) if path.exists() else None
+    if not entry:
+        return {}, (
+            f"no A/A run on {target} yet (`python -m experiments run {experiment} --aa`):"
+            f" every metric's band is the default {DEFAULT_BAND:.0%}"
+        )
+    return dict(entry["bands"]), (
+        f"bands from the A/A run of {entry['measured_at']} ({entry['rounds']} rounds,"
+        f" `{entry['source']}`)"
+    )
+
+
+def save_noise_bands(data: dict[str, Any], out: Path) -> dict[str, float]:
+    """After a full A/A run: each metric's band into `experiments/<name>/noise.json`."""
+    meta, st = data["meta"], data["stats"]
+    again = meta["arms"][1]["key"]
+    bands = {}
+    for key, entry in st["metrics"].items():
+        ratio = entry["ratios"].get(again) or {}
+        band = stats.noise_band(
+            stats.Interval(
+                ratio.get("value", math.nan),
+                ratio.get("low", math.nan),
+                ratio.get("high", math.nan),
+                ratio.get("n", 0),
+            )
+        )
+        if not math.isnan(band):
+            bands[key] = band
+    path = noise_path(meta["experiment"])
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    rel = out.relative_to(REPO) if out.is_relative_to(REPO) else out
+    stored[meta["target"]] = {
+        "measured_at": meta["started_at"],
+        "rounds": st.get("rounds"),
+        "source": str(rel),
+        "machine": meta["machine"].get("hostname"),
+        "bands": bands,
+    }
+    path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    return bands
+
+
+def _ratio(entry: dict[str, Any]) -> stats.Interval:
+    return stats.Interval(
+        entry.get("value", math.nan),
+        entry.get("low", math.nan),
+        entry.get("high", math.nan),
+        entry.get("n", 0),
+    )
+
+
+def conclusion(data: dict[str, Any], headline: list[str], bands: dict[str, float]) -> list[str]:
+    """The verdicts the numbers support. A figure **differs** only when the 95 % interval of its
+    paired ratio excludes 1 AND the effect is larger than the metric's noise band; for a
+    figure with no ratio (a baseline of 0) when the exact rank test gives p < 0.05. Smoke
+    runs and A/A runs give no verdict."""
+    meta, st = data["meta"], data["stats"]
+    if meta.get("smoke_run"):
+        return ["smoke run: no conclusion"]
+    if meta.get("aa"):
+        return [
+            "A/A run: both arms are the same configuration, so no verdict. The noise band of "
+            "each metric (how far from 1 the A/A ratio's interval reaches) is saved to "
+            "`noise.json`; a later A/B run calls a difference only beyond it:",
+            "",
+            *(
+                f"- {entry['label']}: ±{fmt(bands[key] * 100)} %"
+                for key, entry in st["metrics"].items()
+                if key in bands
+            ),
+        ]
+    labels = _labels(meta)
     lines = []
-    for arm in [a["key"] for a in data["meta"]["arms"]][1:]:
+    for arm in [a["key"] for a in meta["arms"]][1:]:
         shown: list[str] = []
         unshown: list[str] = []
-        negligible: list[str] = []
+        within: list[str] = []
         for key in headline:
             entry = st["metrics"].get(key)
             if not entry:
@@ -219,33 +300,28 @@ def conclusion(data: dict[str, Any], headline: list[str]) -> list[str]:
             b = entry["arms"][arm]["value"]
             if math.isnan(a) or math.isnan(b) or a == b == 0:
                 continue  # nothing to compare (e.g. a hit ratio without a cache)
-            if ratio.get("n", 0) == 0 or math.isnan(ratio.get("value", math.nan)):
-                # no ratio (a zero baseline): compare the arms' intervals instead
-                ia, ib = entry["arms"][st["baseline"]], entry["arms"][arm]
-                text = (
-                    f"{entry['label']}: {fmt(a)} [{fmt(ia['low'])}, {fmt(ia['high'])}] → "
-                    f"{fmt(b)} [{fmt(ib['low'])}, {fmt(ib['high'])}]"
-                )
-                apart = ia["high"] < ib["low"] or ib["high"] < ia["low"]
-                (shown if apart else unshown).append(text + (" (intervals apart)" if apart else ""))
+            if ratio.get("n", 0) < 2 or math.isnan(ratio.get("low", math.nan)):
+                # no ratio (a zero baseline): the exact rank test on the phases
+                p = ratio.get("rank_p", math.nan)
+                text = f"{entry['label']}: {fmt(a)} → {fmt(b)} (rank test p = {fmt(p)})"
+                (shown if p < SIGNIFICANCE else unshown).append(text)
                 continue
+            band = bands.get(key, DEFAULT_BAND)
             text = (
                 f"{entry['label']}: {fmt(a)} → {fmt(b)}, ratio {fmt(ratio['value'])} "
                 f"[{fmt(ratio['low'])}, {fmt(ratio['high'])}]"
             )
-            if ratio["low"] > 1 or ratio["high"] < 1:
-                if ratio["low"] >= 1 - NEGLIGIBLE and ratio["high"] <= 1 + NEGLIGIBLE:
-                    negligible.append(text)
-                else:
-                    shown.append(text)
+            interval = _ratio(ratio)
+            if stats.exceeds(interval, band):
+                shown.append(text)
+            elif interval.excludes(1.0):
+                within.append(f"{text}, band ±{fmt(band * 100)} %")
             else:
                 unshown.append(text)
         lines.append(f"**{labels[arm]}** compared with **{labels[st['baseline']]}**:")
         lines += [f"- differs: {t}" for t in shown] or ["- no headline figure differs clearly."]
-        if negligible:
-            lines.append(
-                f"- measurable but under {NEGLIGIBLE:.0%} (negligible): " + "; ".join(negligible)
-            )
+        if within:
+            lines.append("- interval excludes 1 but within the noise band: " + "; ".join(within))
         if unshown:
             lines.append("- no difference shown (interval includes 1): " + "; ".join(unshown))
     return lines
@@ -287,6 +363,12 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
             "> the experiment works. These numbers are not a result.",
             "",
         ]
+    if meta.get("aa"):
+        lines += [
+            "> **A/A RUN** (`--aa`): both arms are the baseline configuration; the run measures",
+            "> each metric's noise band on this machine.",
+            "",
+        ]
     m = meta["machine"]
     lines += [
         f"- **Question**: {meta['question']}",
@@ -302,8 +384,9 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
         "",
         "## Results",
         "",
-        f"Median over the phases of each arm, [95 % bootstrap interval]; ratio = arm / "
-        f"{st['baseline']}. Endpoint measured: `{_focus(data)}`.",
+        f"Each arm: median of its phases [min, max]. Ratio = arm / {st['baseline']}: geometric"
+        f" mean of the per-round ratios [95 % t-interval], {st.get('rounds', '?')} rounds."
+        f" Endpoint measured: `{_focus(data)}`.",
         "",
     ]
     header = ["metric", *[labels[a] for a in arms], *[f"{a}/{st['baseline']}" for a in arms[1:]]]
@@ -328,6 +411,22 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
 
             folder = Path(p["loadtest_dir"])
             p["failures"] = _failures(folder if folder.is_absolute() else REPO / folder)
+    invalid = [p for p in data["phases"] if p.get("loadgen_valid") is False]
+    if invalid:
+        lines += [
+            "### Phases the load generator could not carry",
+            "",
+            "The generator was saturated (its own CPU or event-loop lag) in these phases; their "
+            "latencies include its queueing. Read their figures with care:",
+            "",
+            *(
+                f"- phase {p['index'] + 1} ({p['arm']}{p['rep']}): generator CPU "
+                f"{fmt((p.get('loadgen_cpu') or math.nan) * 100)} % of a core, start delay p95 "
+                f"{fmt(p.get('start_delay_p95_ms'))} ms"
+                for p in invalid
+            ),
+            "",
+        ]
     failed = [p for p in data["phases"] if p.get("failures")]
     if failed:
         lines += ["### Failed requests", ""]
@@ -350,10 +449,18 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
     extra = (meta.get("context") or {}).get("report_markdown")
     if extra:
         lines += [extra, ""]
+    bands, source = noise_bands(meta["experiment"], meta["target"])
+    if meta.get("aa") and not meta["smoke_run"] and not meta.get("aborted"):
+        bands = save_noise_bands(data, out)
+        source = "bands measured by this run"
     lines += ["## Conclusion", ""]
-    if meta["smoke_run"]:
-        lines += ["Smoke run: no conclusion is drawn from it.", ""]
-    lines += [*conclusion(data, headline), ""]
+    if not meta["smoke_run"] and not meta.get("aa"):
+        lines += [
+            "Rule: a figure differs only when the 95 % interval of its ratio excludes 1 and the"
+            " effect is larger than its noise band; " + source + ".",
+            "",
+        ]
+    lines += [*conclusion(data, headline, bands), ""]
     lines += ["## Limits", ""] + [f"- {t}" for t in [*limits, *GENERIC_LIMITS]] + [""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

@@ -11,6 +11,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ METRICS = {
     "error_rate": "error rate",
     "total_rps": "all requests (req/s)",
     "dropped_iterations": "dropped iterations (open loop)",
+    "start_delay_p95_ms": "iteration start delay p95 (ms, the generator's lag)",
     "cpu_ms_per_request": "services' CPU ms per request",
     "host_cpu_percent": "host CPU busy (%, load generator included)",
 }
@@ -114,6 +116,11 @@ def phase_record(
         "error_rate": focus.get("failure_rate"),
         "total_rps": total.get("rate"),
         "dropped_iterations": (result.summary.get("load") or {}).get("dropped_iterations"),
+        "start_delay_p95_ms": (
+            (result.summary.get("load") or {}).get("iteration_start_delay") or {}
+        ).get("p95"),
+        "loadgen_valid": (result.summary.get("run") or {}).get("valid"),
+        "loadgen_cpu": (result.summary.get("generator") or {}).get("cpu_avg"),
         "cpu_ms_per_request": cpu / requests * 1000 if requests else math.nan,
         "cpu_seconds_by_service": {
             s: pm.delta(s, "process_cpu_seconds_total") for s in pm.after.services
@@ -193,7 +200,16 @@ def _host_cpu() -> tuple[float, float]:
     return sum(t) - idle, sum(t)
 
 
-def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Path | None:
+def aa_version(experiment: Experiment) -> Experiment:
+    """The A/A form of an experiment: the baseline against itself, to measure noise bands."""
+    base = experiment.baseline
+    again = replace(base, key=f"{base.key}-again", label=f"{base.label} (again, A/A)")
+    return replace(experiment, arms=[base, again], analysis=None)
+
+
+def run(
+    name: str, target: str, quick: bool, out_root: Path | None = None, aa: bool = False
+) -> Path | None:
     from experiments.framework import load as load_experiment
 
     experiment = load_experiment(name)
@@ -201,8 +217,11 @@ def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Pa
     if reason:
         print(f"SKIPPED {name}: {reason}", flush=True)
         return None
+    if aa:
+        experiment = aa_version(experiment)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out = (out_root or directory(name) / "results") / (stamp + ("-smoke" if quick else ""))
+    suffix = ("-aa" if aa else "") + ("-smoke" if quick else "")
+    out = (out_root or directory(name) / "results") / (stamp + suffix)
     out.mkdir(parents=True, exist_ok=True)
     reps = experiment.quick_reps if quick else experiment.reps
     schedule = alternation([a.key for a in experiment.arms], reps)
@@ -213,6 +232,7 @@ def run(name: str, target: str, quick: bool, out_root: Path | None = None) -> Pa
         "hypothesis": experiment.hypothesis,
         "change": experiment.change,
         "smoke_run": quick,
+        "aa": aa,
         "target": target,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_metadata(),
@@ -347,7 +367,7 @@ def recompute(out: Path) -> Path:
     records = [derive(r) for r in json.loads((out / "phases.json").read_text())]
     experiment = load_experiment(meta["experiment"])
     summary = summarize([a["key"] for a in meta["arms"]], records)  # the run's own arms
-    if experiment.analysis is not None:
+    if experiment.analysis is not None and not meta.get("aa"):
         text, figures = experiment.analysis({"records": records, "meta": meta})
         summary["analysis"] = {"markdown": text, "figures": figures}
     (out / "stats.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -388,20 +408,46 @@ def metric_values(records: list[dict[str, Any]], arm: str, key: str) -> list[flo
     return values
 
 
+def round_values(
+    records: list[dict[str, Any]], arm: str, key: str, rounds: list[int]
+) -> list[float]:
+    """One value per round (nan where the arm has no phase in that round)."""
+    by_round = {r["rep"]: r for r in records if r["arm"] == arm}
+    values = []
+    for rep in rounds:
+        r = by_round.get(rep)
+        v = None if r is None else (r.get("resources", {}).get(key) if key not in r else r.get(key))
+        values.append(float(v) if v is not None else math.nan)
+    return values
+
+
 def summarize(arms: list[str], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per metric and arm: median with a bootstrap 95 % interval; per change arm: the ratio of
-    its median to the baseline's, with its interval."""
+    """Per metric and arm: the median of its phases and their range; per change arm: the
+    paired ratio to the baseline (round by round) with its 95 % t-interval, and for metrics
+    whose baseline is 0 (no ratio) the p-value of an exact rank test."""
     keys = list(METRICS)
     for r in records:
         keys += [k for k in r.get("resources", {}) if k not in keys]
     baseline = arms[0]
-    out: dict[str, Any] = {"baseline": baseline, "metrics": {}}
+    rounds = sorted({r["rep"] for r in records})
+    out: dict[str, Any] = {
+        "baseline": baseline,
+        "rounds": len(rounds),
+        "method": "paired per-round ratios; geometric mean with a 95 % t-interval on log ratios",
+        "metrics": {},
+    }
     for key in keys:
-        per_arm = {arm: metric_values(records, arm, key) for arm in arms}
+        paired = {arm: round_values(records, arm, key, rounds) for arm in arms}
         entry: dict[str, Any] = {"label": METRICS.get(key, key), "arms": {}, "ratios": {}}
-        for arm, values in per_arm.items():
-            entry["arms"][arm] = stats.bootstrap_ci(values).as_dict() | {"values": values}
+        for arm in arms:
+            values = metric_values(records, arm, key)
+            entry["arms"][arm] = stats.spread(values).as_dict() | {"values": values}
             if arm != baseline:
-                entry["ratios"][arm] = stats.ratio_ci(per_arm[baseline], values).as_dict()
+                entry["ratios"][arm] = stats.paired_ratio_ci(
+                    paired[baseline], paired[arm]
+                ).as_dict()
+                entry["ratios"][arm]["rank_p"] = stats.rank_test(
+                    metric_values(records, baseline, key), values
+                )
         out["metrics"][key] = entry
     return out

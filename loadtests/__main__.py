@@ -1,11 +1,13 @@
 """Command line of the scenario runner.
 
     python -m loadtests run loadtests/scenarios/load.yaml --target local [--variant ci]
+        [--raw requests.csv|requests.jsonl]
     python -m loadtests validate loadtests/scenarios/*.yaml
     python -m loadtests list
 
 Exit codes: 0 every threshold passed, 99 a threshold failed (or abortOnFail stopped the run),
-2 the scenario or the command line is wrong, 1 anything else (target down, interrupted).
+98 the run is not valid (the load generator was saturated), 2 the scenario or the command
+line is wrong, 1 anything else (target down, interrupted).
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="SECONDS",
         help="live progress interval",
+    )
+    run.add_argument(
+        "--raw",
+        type=Path,
+        metavar="FILE",
+        help="every request as a line of FILE: CSV, or JSON lines when FILE ends in .jsonl",
     )
     run.add_argument(
         "--linger",
@@ -127,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics_address=None if args.metrics in ("", "off", "0") else args.metrics,
         progress_every=args.progress_every,
         linger=args.linger,
+        raw=args.raw,
     )
     try:
         return runner.run(scenario, options)

@@ -14,8 +14,11 @@ read from Locust's statistics and the run state at scrape time; nothing is copie
     locust_iterations_dropped_total                    iterations dropped because maxVUs were busy
     locust_requests_total{name,method}                 requests sent
     locust_request_failures_total{name,method}         failed requests
-    locust_request_duration_seconds{name,method}       histogram (the first request of an open-loop
-                                                       iteration counts from the scheduled start)
+    locust_request_duration_seconds{name,method}       histogram, from the runner's HDR histograms
+    locust_iteration_start_delay_seconds               histogram: open-loop schedule lag
+    locust_data_sent_bytes, locust_data_received_bytes HTTP bytes (request/response as on the wire)
+    locust_generator_cpu_ratio                         the generator's CPU, share of one core
+    locust_generator_loop_lag_seconds                  p99 lag of its event loop, last second
     locust_checks_total{check,result}                  checks passed / failed
     locust_threshold_ok{threshold}                     1 while a threshold holds, 0 once crossed
 """
@@ -29,8 +32,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-
-from loadtests.metrics import bucket_counts
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,13 @@ class LoadgenCollector(Collector):
         duration = HistogramMetricFamily(
             "locust_request_duration_seconds", "Request latency", labels=["name", "method"], unit=""
         )
-        for entry in sorted(run.env.stats.entries.values(), key=lambda e: (e.name, e.method)):
-            labels = [entry.name, entry.method or ""]
-            requests.add_metric(labels, entry.num_requests)
-            failures.add_metric(labels, entry.num_failures)
-            cumulative, total, total_sum = bucket_counts(entry.response_times, BUCKETS)
+        for (method, name), entry in sorted(
+            run.state.endpoints.items(), key=lambda kv: kv[0][::-1]
+        ):
+            labels = [name, method]
+            requests.add_metric(labels, entry.requests)
+            failures.add_metric(labels, entry.failures)
+            cumulative, total, total_sum = entry.duration.buckets(BUCKETS)
             buckets = [
                 (repr(bound), float(n)) for bound, n in zip(BUCKETS, cumulative, strict=True)
             ]
@@ -133,6 +136,34 @@ class LoadgenCollector(Collector):
         yield requests
         yield failures
         yield duration
+        delay = HistogramMetricFamily(
+            "locust_iteration_start_delay_seconds",
+            "How late open-loop iterations started against their schedule",
+            unit="",
+        )
+        cumulative, total, total_sum = run.state.start_delay.buckets(BUCKETS)
+        buckets = [(repr(bound), float(n)) for bound, n in zip(BUCKETS, cumulative, strict=True)]
+        delay.add_metric([], [*buckets, ("+Inf", float(total))], total_sum)
+        yield delay
+        yield CounterMetricFamily(
+            "locust_data_sent_bytes", "HTTP bytes sent", value=run.state.data_sent
+        )
+        yield CounterMetricFamily(
+            "locust_data_received_bytes", "HTTP bytes received", value=run.state.data_received
+        )
+        monitor = getattr(run, "monitor", None)
+        if monitor is not None and monitor.last is not None:
+            cpu, _, lag = monitor.last
+            yield GaugeMetricFamily(
+                "locust_generator_cpu_ratio",
+                "CPU of the generator process in the last second, share of one core",
+                value=cpu,
+            )
+            yield GaugeMetricFamily(
+                "locust_generator_loop_lag_seconds",
+                "p99 lag of the generator's event loop in the last second",
+                value=lag / 1000,
+            )
 
         checks = CounterMetricFamily(
             "locust_checks", "Checks made by the journeys", labels=["check", "result"]

@@ -7,13 +7,15 @@ VARIANT ?=
 # Scenario variables (empty: the scenario's default), e.g. make soak DURATION=30m, make load RATE=40.
 DURATION ?=
 RATE ?=
+# Rounds of make loadgen-accuracy (each: every level, both tools).
+ROUNDS ?=
 # Extra arguments of the runner, e.g. LOADTEST_ARGS="--linger 15 --progress-every 2".
 LOADTEST_ARGS ?=
 
 LOADTEST = DURATION=$(DURATION) RATE=$(RATE) $(PY) -m loadtests run --target $(TARGET) \
 	$(if $(VARIANT),--variant $(VARIANT)) $(LOADTEST_ARGS)
 
-.PHONY: loadtest-smoke load spike stress soak breakpoint loadtest loadtest-check loadtest-ci
+.PHONY: loadtest-smoke load spike stress soak breakpoint loadtest loadtest-check loadtest-ci loadgen-accuracy
 
 loadtest-smoke: venv ## Smoke load test: 2 users walk every journey for 30s (TARGET=local|kind|URL).
 	$(LOADTEST) smoke
@@ -48,3 +50,7 @@ loadtest-check: venv ## Check every scenario file (and its variants) without run
 
 loadtest-ci: venv ## Short CI runs against TARGET: smoke and spike, CI variants.
 	$(MAKE) loadtest-smoke spike VARIANT=ci
+
+loadgen-accuracy: venv ## Benchmark: the runner vs vegeta at 25/50/75 % of the gateway's cached-read capacity, isolated stack (DURATION=15 s per run).
+	scripts/install-vegeta.sh >/dev/null
+	DURATION=$(DURATION) ROUNDS=$(ROUNDS) $(PY) -m loadtests.accuracy

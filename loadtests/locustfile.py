@@ -10,8 +10,9 @@ variables (RATE, DURATION, ...), LOADTEST_METRICS (master's /metrics address, de
 report; default: none, the summary is printed), LOADTEST_PROGRESS_EVERY (seconds, default 10).
 
 Distributed runs: the master runs the stage curve (closed loop) or holds the pre-allocated VUs
-(open loop) through a LoadTestShape; for open-loop scenarios the master tells each worker to run
-the arrival schedule at 1/workers of the rate with 1/workers of maxVUs. Workers send their
+(open loop) through a LoadTestShape; for open-loop scenarios the master tells worker i of W to
+take iterations i, i + W, i + 2W, ... of the whole schedule (interleaved, not W schedules in
+lockstep) from a common wall-clock start, with 1/W of maxVUs. Workers send their
 iteration, dropped-iteration and check counts to the master with their statistics; the master
 judges the thresholds (abortOnFail included) and sets the exit code.
 """
@@ -50,11 +51,22 @@ if SCENARIO.open_loop:
 
         def tick(self) -> tuple[int, float] | None:
             over = self.get_run_time() - SCENARIO.duration
-            # after the schedule: stop once the workers report no iteration in flight (they
-            # report every few seconds) or when gracefulStop is over
-            if over >= SCENARIO.graceful_stop or (over >= 4 and CTX.state.vus_busy == 0):
+            # after the schedule: stop once every generator has finished its schedule with no
+            # iteration in flight (workers say so in their reports, every few seconds), or
+            # when gracefulStop is over
+            if over >= SCENARIO.graceful_stop or (over >= 0 and all_done()):
                 return None
             return SCENARIO.pre_allocated_vus, float(min(SCENARIO.pre_allocated_vus, 100))
+
+    def all_done() -> bool:
+        if isinstance(Session.runner, MasterRunner):
+            exports = list(Session.worker_exports.values())
+            expected = Session.runner.worker_count
+            return len(exports) >= expected > 0 and all(
+                e.get("finished") and e["busy"] == 0 for e in exports
+            )
+        scheduler = CTX.scheduler
+        return scheduler is not None and scheduler.finished and CTX.state.vus_busy == 0
 
 else:
 
@@ -64,7 +76,7 @@ else:
         abstract = False
 
         def __init__(self) -> None:
-            super().__init__(SCENARIO.schedule)
+            super().__init__(SCENARIO.schedule, SCENARIO.graceful_ramp_down, SCENARIO.graceful_stop)
 
 
 class Session:
@@ -74,28 +86,53 @@ class Session:
     watcher: gevent.Greenlet | None = None
     server: Any = None
     worker_exports: dict[str, dict[str, Any]] = {}
+    monitor: lt.GeneratorMonitor | None = None  # a worker's own
+    runner: Any = None
 
 
-def start_scheduler(environment: Environment, share: float) -> None:
+def start_scheduler(
+    environment: Environment, index: int = 0, count: int = 1, start_at: float | None = None
+) -> None:
+    """Run this process's share of the arrival schedule: iterations index, index + count, ...
+    of the whole schedule, from the wall-clock time ``start_at`` (the same for every worker,
+    so their starts interleave instead of firing in lockstep)."""
     assert environment.runner is not None
-    scheduler = lt.ArrivalScheduler(environment.runner, VirtualUser, CTX, share)
+    scheduler = lt.ArrivalScheduler(environment.runner, VirtualUser, CTX, index, count)
+    if isinstance(environment.runner, WorkerRunner):
+        Session.monitor = lt.GeneratorMonitor(lambda: not scheduler.finished)
+        gevent.spawn(Session.monitor.run)
     CTX.scheduler = scheduler
-    gevent.spawn(scheduler.run, time.perf_counter())
+    began = time.perf_counter()
+    if start_at is not None:
+        began += start_at - time.time()
+    gevent.spawn(scheduler.run, began)
 
 
 @events.init.add_listener
 def on_init(environment: Environment, **_: Any) -> None:
     VirtualUser.host = environment.host
     runner = environment.runner
+    Session.runner = runner
     if isinstance(runner, WorkerRunner):
 
         def on_start(environment: Environment, msg: Any, **_: Any) -> None:
-            start_scheduler(environment, 1.0 / max(int(msg.data["workers"]), 1))
+            data = msg.data
+            # the host may come before Locust's own spawn message, which otherwise sets it
+            VirtualUser.host = VirtualUser.host or data["host"]
+            start_scheduler(environment, int(data["index"]), int(data["workers"]), data["start_at"])
 
         runner.register_message(START_MESSAGE, on_start)
-        events.report_to_master.add_listener(
-            lambda client_id, data: data.update(loadtests=CTX.state.export())
-        )
+        lt.record_requests(environment, CTX.state)
+
+        def report(client_id: str, data: dict[str, Any]) -> None:
+            monitor = Session.monitor
+            scheduler = CTX.scheduler
+            data["loadtests"] = CTX.state.export() | {
+                "generator": monitor.verdict() if monitor and monitor.windows else None,
+                "finished": scheduler is not None and scheduler.finished,
+            }
+
+        events.report_to_master.add_listener(report)
         return
 
     results = os.environ.get("LOADTEST_RESULTS")
@@ -113,7 +150,14 @@ def on_init(environment: Environment, **_: Any) -> None:
         def on_worker_report(client_id: str, data: dict[str, Any]) -> None:
             if "loadtests" in data:
                 Session.worker_exports[client_id] = data["loadtests"]
-                CTX.state.absorb(list(Session.worker_exports.values()))
+                exports = list(Session.worker_exports.values())
+                CTX.state.absorb(exports)
+                CTX.state.absorb_window(data["loadtests"])
+                controller = Session.controller
+                if controller is not None:
+                    controller.worker_generators = [
+                        e["generator"] for e in exports if e.get("generator")
+                    ]
 
         events.worker_report.add_listener(on_worker_report)
 
@@ -135,12 +179,27 @@ def on_test_start(environment: Environment, **_: Any) -> None:
         return
     Session.worker_exports.clear()
     controller.begin()
+    if not isinstance(runner, MasterRunner):  # standalone: this process generates the load
+        controller.monitor = lt.GeneratorMonitor(lambda: controller.schedule_end is None)
+        gevent.spawn(controller.monitor.run)
     Session.watcher = gevent.spawn(watch, environment, controller)
     if SCENARIO.open_loop:
         if isinstance(runner, MasterRunner):
-            runner.send_message(START_MESSAGE, {"workers": runner.worker_count})
+            workers = sorted(client.id for client in runner.clients.all)
+            start_at = time.time() + 0.5  # every worker receives its message before this
+            for index, client_id in enumerate(workers):
+                runner.send_message(
+                    START_MESSAGE,
+                    {
+                        "workers": len(workers),
+                        "index": index,
+                        "start_at": start_at,
+                        "host": environment.host,
+                    },
+                    client_id=client_id,
+                )
         else:
-            start_scheduler(environment, 1.0)
+            start_scheduler(environment)
 
 
 @events.test_stop.add_listener

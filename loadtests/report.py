@@ -11,7 +11,11 @@ from typing import Any
 PASS, FAIL = "PASS", "FAIL"
 
 
-def _ms(value: float | None) -> str:
+RED, RESET = "\033[31m", "\033[0m"
+
+
+def ms(value: float | None) -> str:
+    """A duration in milliseconds, short."""
     if value is None:
         return "-"
     if value >= 10000:
@@ -19,6 +23,14 @@ def _ms(value: float | None) -> str:
     if value >= 1000:
         return f"{value / 1000:.2f}s"
     return f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n:.1f}GB"
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
@@ -46,7 +58,8 @@ def render(summary: dict[str, Any]) -> str:
         "",
     ]
 
-    headers = ["endpoint", "reqs", "rate/s", "failed", "p50", "p90", "p95", "p99", "max"]
+    trend_keys = ("min", "med", "avg", "p90", "p95", "p99", "max")
+    headers = ["endpoint", "reqs", "rate/s", "failed", *trend_keys]
     rows = []
     for row in [*summary["endpoints"], summary["total"]]:
         label = "TOTAL" if row is summary["total"] else f"{row['method']} {row['name']}"
@@ -56,10 +69,10 @@ def render(summary: dict[str, Any]) -> str:
                 str(row["requests"]),
                 f"{row['rate']:.1f}",
                 f"{row['failure_rate'] * 100:.2f}%",
-                *(_ms(row[k]) for k in ("p50", "p90", "p95", "p99", "max")),
+                *(ms(row.get(k)) for k in trend_keys),
             ]
         )
-    out += ["  " + line for line in _table(headers, rows, right=set(range(1, 9)))]
+    out += ["  " + line for line in _table(headers, rows, right=set(range(1, len(headers))))]
     out.append("")
 
     iterations = (
@@ -70,6 +83,37 @@ def render(summary: dict[str, Any]) -> str:
     if load.get("target_peak") is not None:
         iterations += f"  peak target {load['target_peak']:g} {load['unit']}"
     out.append(iterations)
+    for label, key in (
+        ("iteration_duration", "iteration_duration"),
+        ("iteration_start_delay", "iteration_start_delay"),
+    ):
+        t = load.get(key) or {}
+        if t.get("max") is not None:
+            out.append(
+                f"  {label:<21} med {ms(t['med'])}  p95 {ms(t['p95'])}  p99 {ms(t['p99'])}"
+                f"  max {ms(t['max'])}"
+            )
+    drain = summary.get("drain")
+    if drain:
+        out.append(
+            f"  schedule   {run.get('schedule_s', run['duration_s']):.1f}s (rates are over it)"
+            f"  drain {drain['seconds']:.1f}s: {drain['requests']} requests,"
+            f" {drain['iterations_finished']} iterations finished"
+        )
+    data = summary.get("data")
+    if data:
+        out.append(
+            f"  data_sent  {_bytes(data['sent'])} ({_bytes(data['sent_per_s'])}/s)"
+            f"  data_received {_bytes(data['received'])} ({_bytes(data['received_per_s'])}/s)"
+        )
+    generator = summary.get("generator")
+    if generator and generator.get("cpu_avg") is not None:
+        out.append(
+            f"  generator  CPU avg {generator['cpu_avg']:.0%} max {generator['cpu_max']:.0%}"
+            f" of a core, saturated {generator['saturated_s']:.0f}/{generator['seconds']:.0f}s,"
+            f" event-loop lag p50 {ms(generator['loop_lag_p50_ms'])}"
+            f" p99 {ms(generator['loop_lag_p99_ms'])} max {ms(generator['loop_lag_max_ms'])}"
+        )
     for check in summary["checks"]:
         total = check["passes"] + check["fails"]
         mark = "ok  " if check["fails"] == 0 else "FAIL"
@@ -97,7 +141,16 @@ def render(summary: dict[str, Any]) -> str:
             f"  observed {result['observed']}{abort}"
         )
     failed = sum(not r["ok"] for r in summary["thresholds"])
-    if failed:
+    if generator and not generator["valid"]:
+        out += [
+            "",
+            f"  {RED}INVALID: the load generator was saturated ({generator['rule']});"
+            f" its latencies include its own queueing. Use more generator processes"
+            f" (Locust workers) or a lower rate.{RESET}",
+        ]
+    if generator and not generator["valid"]:
+        verdict = "INVALID (generator saturated)"
+    elif failed:
         verdict = f"FAILED: {failed} threshold(s) crossed"
     elif run.get("aborted"):
         verdict = "ABORTED"

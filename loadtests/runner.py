@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -32,24 +33,25 @@ from urllib.parse import urlparse
 
 import gevent
 import locust
+import psutil
 from gevent.event import AsyncResult
 from locust import LoadTestShape, between, constant, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 from locust.html import get_html_report
 from locust.runners import STATE_STOPPED, Runner
-from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter, StatsEntry, stats_history
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter, stats_history
 
 from loadtests import exporter, report
 from loadtests.journeys import BUILTIN, Catalog
-from loadtests.metrics import RunState
+from loadtests.metrics import PERCENTILE_DEFINITION, RunState, Trend, Window, merged
 from loadtests.scenario import Scenario, ScenarioError, format_duration
-from loadtests.schedule import Schedule, Stage
+from loadtests.schedule import Schedule
 from loadtests.thresholds import Result, evaluate_all
 
 log = logging.getLogger("loadtests")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_THRESHOLDS = 0, 1, 2, 99
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INVALID, EXIT_THRESHOLDS = 0, 1, 2, 98, 99
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,27 +70,6 @@ def resolve_journey(name: str) -> Callable[[Any], None]:
     if not callable(fn):
         raise ScenarioError(f"journey {name!r} is not a function")
     return fn
-
-
-class ScheduledStartEvent:
-    """Stands in for Locust's request event on a VU's HTTP client and adds how late the iteration
-    started (versus its schedule) to the first request of the iteration, so latency is measured
-    from the scheduled start: a generator that falls behind cannot hide it (coordinated
-    omission)."""
-
-    def __init__(self, event: Any) -> None:
-        self._event = event
-        self.pending_ms = 0.0
-
-    def fire(self, **kwargs: Any) -> None:
-        if self.pending_ms > 0 and "response_time" in kwargs:
-            kwargs["response_time"] += self.pending_ms
-            kwargs["context"] = {
-                **(kwargs.get("context") or {}),
-                "schedule_lag_ms": self.pending_ms,
-            }
-        self.pending_ms = 0.0
-        self._event.fire(**kwargs)
 
 
 @dataclass
@@ -148,8 +129,6 @@ class JourneyUser(FastHttpUser):
         self.headers = {"X-Client-Id": self.customer_id}
         self.rng = random.Random()
         self.catalog = self.ctx.catalog
-        self.lag = ScheduledStartEvent(environment.events.request)
-        self.client.request_event = self.lag
         self.pending: float | None = None  # an iteration handed over before this VU started
         self.slot: AsyncResult | None = None
 
@@ -180,8 +159,9 @@ class JourneyUser(FastHttpUser):
         name, journey = self.rng.choices(self.ctx.journeys, weights=self.ctx.weights)[0]
         started = time.perf_counter()
         origin = started if scheduled is None else min(scheduled, started)
-        self.lag.pending_ms = (started - origin) * 1000
-        state.iteration_started(name)
+        state.iteration_started(
+            name, delay_ms=None if scheduled is None else (started - origin) * 1000
+        )
         state.vus_busy += 1
         completed = False
         try:
@@ -223,13 +203,22 @@ class StagesShape(LoadTestShape):
 
     abstract = True  # instantiated directly, never discovered from a locustfile
 
-    def __init__(self, schedule: Schedule) -> None:
+    def __init__(
+        self, schedule: Schedule, ramp_down: float | None = None, stop: float | None = None
+    ) -> None:
+        """``ramp_down``/``stop``: how long VUs removed by a falling stage / by the end of the
+        schedule may finish their iteration (gracefulRampDown / gracefulStop)."""
         super().__init__()
         self.schedule = schedule
+        self.ramp_down, self.stop = ramp_down, stop
         self.last: tuple[int, float] | None = None
 
     def tick(self) -> tuple[int, float] | None:
         t = self.get_run_time()
+        timeout = self.stop if t >= self.schedule.duration else self.ramp_down
+        if self.runner is not None and timeout is not None:
+            # Locust gives every stopped VU env.stop_timeout to finish its iteration
+            self.runner.environment.stop_timeout = timeout
         if t >= self.schedule.duration:
             return None
         users = round(self.schedule.target_at(t))
@@ -249,18 +238,22 @@ class ArrivalScheduler:
     otherwise drops it (counted, never queued: a queue would hide latency again)."""
 
     def __init__(
-        self, runner: Runner, user_class: type[JourneyUser], ctx: RunContext, share: float = 1.0
+        self,
+        runner: Runner,
+        user_class: type[JourneyUser],
+        ctx: RunContext,
+        index: int = 0,
+        count: int = 1,
     ) -> None:
-        """``share``: this process's part of the load (1 / workers when distributed)."""
+        """``index``/``count``: this process is generator ``index`` of ``count`` (Locust
+        workers); it takes every ``count``-th iteration of the whole schedule, starting at the
+        ``index``-th, and 1/``count`` of maxVUs."""
         self.runner = runner
         self.user_class = user_class
         self.ctx = ctx
-        scenario = ctx.scenario
-        self.schedule = Schedule(
-            scenario.schedule.start * share,
-            tuple(Stage(st.duration, st.target * share) for st in scenario.schedule.stages),
-        )
-        self.max_vus = max(1, math.ceil(scenario.max_vus * share))
+        self.index, self.count = index, count
+        self.schedule = ctx.scenario.schedule
+        self.max_vus = max(1, math.ceil(ctx.scenario.max_vus / count))
         self.idle: deque[JourneyUser] = deque()
         self.finished = False
 
@@ -288,7 +281,7 @@ class ArrivalScheduler:
         state.dropped += 1
 
     def run(self, started_at: float) -> None:
-        for offset in self.schedule.iteration_times():
+        for offset in self.schedule.iteration_times(self.index, self.count):
             due = started_at + offset
             delay = due - time.perf_counter()
             if delay > 0:
@@ -303,81 +296,82 @@ class ArrivalScheduler:
 # --- figures for thresholds and the summary --------------------------------------------------
 
 
-class LocustTrend:
-    def __init__(self, entry: StatsEntry) -> None:
-        self.entry = entry
+def wire_sizes(response: Any, body_length: int) -> tuple[int, int]:
+    """Bytes of one exchange as HTTP/1.1 put them on the connection: the request the client
+    sent (request line, headers, body) and the response (status line, headers, body as
+    received); TCP and TLS overhead are not counted."""
+    head = getattr(response, "_sent_request", None) or ""  # request line and headers only
+    body = _CONTENT_LENGTH.search(head)
+    sent = len(head) + (int(body[1]) if body else 0)
+    headers = getattr(response, "headers", None)
+    received = body_length
+    if headers:
+        received += len("HTTP/1.1 200 OK\r\n\r\n") + sum(
+            len(k) + len(v) + 4 for k, v in headers.items()
+        )
+    return sent, received
 
-    @property
-    def count(self) -> int:
-        return int(self.entry.num_requests)
 
-    @property
-    def avg(self) -> float:
-        return float(self.entry.avg_response_time)
+_CONTENT_LENGTH = re.compile(r"^content-length:\s*(\d+)", re.IGNORECASE | re.MULTILINE)
 
-    @property
-    def min(self) -> float:
-        return float(self.entry.min_response_time or 0)
 
-    @property
-    def max(self) -> float:
-        return float(self.entry.max_response_time)
+def record_requests(env: Environment, state: RunState, raw: RawWriter | None = None) -> None:
+    """Every request into the run state (HDR histograms per endpoint, bytes), whatever Locust
+    keeps for its own report; and into ``raw`` when given."""
 
-    def percentile(self, p: float) -> float:
-        return min(float(self.entry.get_response_time_percentile(p / 100)), self.max)
+    def on_request(
+        request_type: str,
+        name: str,
+        response_time: float,
+        response_length: int,
+        exception: BaseException | None = None,
+        response: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        sent, received = wire_sizes(response, response_length or 0)
+        failed = exception is not None
+        state.request(request_type, name, response_time, failed, sent, received)
+        if raw is not None:
+            started = kwargs.get("start_time") or time.time() - response_time / 1000
+            row = (round(started, 6), request_type, name, round(response_time, 3))
+            raw.write((*row, int(failed), sent, received))
+
+    env.events.request.add_listener(on_request)
 
 
 class Figures:
-    """thresholds.MetricSource over Locust's statistics plus the run state."""
+    """thresholds.MetricSource over the run state. Counter rates divide by ``seconds()``: the
+    elapsed part of the schedule (the drain after it is not load)."""
 
-    def __init__(self, env: Environment, state: RunState, elapsed: Callable[[], float]) -> None:
-        self.env = env
+    def __init__(self, state: RunState, seconds: Callable[[], float]) -> None:
         self.state = state
-        self.elapsed = elapsed
+        self.seconds = seconds
 
-    def _entries(self, tags: Mapping[str, str]) -> list[StatsEntry]:
-        if not tags:
-            return [self.env.stats.total]
-        name, method = tags.get("name"), tags.get("method")
-        return [
-            e
-            for e in self.env.stats.entries.values()
-            if (name is None or name in (e.name, f"{e.method} {e.name}"))
-            and (method is None or e.method == method)
-        ]
-
-    def _merged(self, tags: Mapping[str, str]) -> StatsEntry | None:
-        entries = self._entries(tags)
-        if len(entries) == 1:
-            return entries[0]
-        if not entries:
-            return None
-        merged = StatsEntry(self.env.stats, "merged", "")
-        for entry in entries:
-            merged.extend(entry)
-        return merged
-
-    def trend(self, metric: str, tags: Mapping[str, str]) -> Any:
+    def trend(self, metric: str, tags: Mapping[str, str]) -> Trend | None:
         if metric == "iteration_duration":
             return self.state.merged_iteration_duration(tags.get("journey"))
-        entry = self._merged(tags)
-        return LocustTrend(entry) if entry else None
+        if metric == "iteration_start_delay":
+            return self.state.start_delay
+        return self.state.http_duration(tags.get("name"), tags.get("method"))
 
     def rate(self, metric: str, tags: Mapping[str, str]) -> tuple[int, int]:
         if metric == "checks":
             items = [v for k, v in self.state.checks.items() if tags.get("check") in (None, k)]
             return sum(p for p, _ in items), sum(p + f for p, f in items)
-        entries = self._entries(tags)
-        return sum(e.num_failures for e in entries), sum(e.num_requests for e in entries)
+        chosen = self.state.select(tags.get("name"), tags.get("method"))
+        return sum(e.failures for e in chosen), sum(e.requests for e in chosen)
 
     def counter(self, metric: str, tags: Mapping[str, str]) -> tuple[float, float]:
         if metric == "dropped_iterations":
-            return self.state.dropped, self.elapsed()
+            return self.state.dropped, self.seconds()
         if metric == "iterations":
             return sum(
                 n for j, n in self.state.iterations.items() if tags.get("journey") in (None, j)
-            ), self.elapsed()
-        return sum(e.num_requests for e in self._entries(tags)), self.elapsed()
+            ), self.seconds()
+        if metric in ("data_sent", "data_received"):
+            return float(getattr(self.state, metric)), self.seconds()
+        chosen = self.state.select(tags.get("name"), tags.get("method"))
+        return sum(e.requests for e in chosen), self.seconds()
 
 
 def describe(result: Result) -> dict[str, Any]:
@@ -392,30 +386,42 @@ def describe(result: Result) -> dict[str, Any]:
     }
 
 
-def endpoint_row(entry: StatsEntry, elapsed: float) -> dict[str, Any]:
-    count = entry.num_requests
+PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 
-    def pct(p: float) -> float | None:
-        # Locust keeps rounded durations; never report a percentile above the (exact) maximum
-        return (
-            min(float(entry.get_response_time_percentile(p)), float(entry.max_response_time))
-            if count
-            else None
-        )
 
+def _rounded(values: dict[float, float | None]) -> dict[float, float | None]:
+    return {k: None if v is None else round(v, 3) for k, v in values.items()}
+
+
+def trend_figures(trend: Trend | None) -> dict[str, float | None]:
+    """min, med, avg, p90, p95, p99, max of a trend (ms); None without samples."""
+    if trend is None or not trend.count:
+        return dict.fromkeys(("min", "med", "avg", "p90", "p95", "p99", "max"))
+    p = trend.percentiles(PERCENTILES)
     return {
-        "name": entry.name,
-        "method": entry.method or "",
-        "requests": count,
-        "failures": entry.num_failures,
-        "failure_rate": entry.num_failures / count if count else 0.0,
-        "rate": count / elapsed if elapsed > 0 else 0.0,
-        "avg": float(entry.avg_response_time) if count else None,
-        "p50": pct(0.5),
-        "p90": pct(0.9),
-        "p95": pct(0.95),
-        "p99": pct(0.99),
-        "max": float(entry.max_response_time) if count else None,
+        "min": trend.min,
+        "med": p[50.0],
+        "avg": trend.avg,
+        "p90": p[90.0],
+        "p95": p[95.0],
+        "p99": p[99.0],
+        "max": trend.max,
+    }
+
+
+def endpoint_row(
+    method: str, name: str, requests: int, failures: int, duration: Trend | None, seconds: float
+) -> dict[str, Any]:
+    figures = trend_figures(duration)
+    return {
+        "name": name,
+        "method": method,
+        "requests": requests,
+        "failures": failures,
+        "failure_rate": failures / requests if requests else 0.0,
+        "rate": requests / seconds if seconds > 0 else 0.0,
+        **figures,
+        "p50": figures["med"],  # the same figure under its percentile name
     }
 
 
@@ -462,6 +468,111 @@ def check_reachable(target: str) -> None:
         ) from None
 
 
+class GeneratorMonitor:
+    """The generator's own load, so it knows when it is the bottleneck: the CPU of this process
+    (as a share of one core, the most one Python process can use) and the event-loop lag (how
+    late a 50 ms sleep of the gevent hub wakes up), per window of about a second.
+
+    A window is saturated when the process used at least ``SATURATED_CPU`` of a core, or when
+    the median lag was at least ``SATURATED_LAG_MS`` (the loop is busy, or starved of CPU by
+    other work: either way iterations start late and latencies include the generator's own
+    waiting). A run is not valid when saturated windows cover at least ``INVALID_SHARE`` of
+    the schedule and at least 2 s."""
+
+    INTERVAL = 0.05
+    SATURATED_CPU = 0.90
+    SATURATED_LAG_MS = 50.0
+    INVALID_SHARE = 0.20
+    LAG_WARNING_MS = 20.0
+
+    def __init__(self, in_schedule: Callable[[], bool]) -> None:
+        self.in_schedule = in_schedule
+        self.process = psutil.Process()
+        self.lag = Trend()  # every sample of the run
+        self.window_lag = Trend()
+        # (seconds, CPU share, lag p50 ms, lag p99 ms, in the schedule) per window
+        self.windows: list[tuple[float, float, float, float, bool]] = []
+        self._began = (time.perf_counter(), self._cpu())
+
+    def _cpu(self) -> float:
+        t = self.process.cpu_times()
+        return float(t.user + t.system)
+
+    @property
+    def last(self) -> tuple[float, float, float] | None:
+        """(CPU share, lag p50 ms, lag p99 ms) of the last window."""
+        return self.windows[-1][1:4] if self.windows else None
+
+    @classmethod
+    def saturated(cls, cpu: float, lag_p50: float) -> bool:
+        return cpu >= cls.SATURATED_CPU or lag_p50 >= cls.SATURATED_LAG_MS
+
+    def run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            gevent.sleep(self.INTERVAL)
+            now = time.perf_counter()
+            lag_ms = max((now - before - self.INTERVAL) * 1000, 0.0)
+            self.lag.add(lag_ms)
+            self.window_lag.add(lag_ms)
+            if now - self._began[0] >= 1.0:
+                self.close(now)
+
+    def close(self, now: float) -> None:
+        cpu = self._cpu()
+        wall = now - self._began[0]
+        share = (cpu - self._began[1]) / wall if wall > 0 else 0.0
+        p = self.window_lag.percentiles((50.0, 99.0))
+        self.windows.append((wall, share, p[50.0] or 0.0, p[99.0] or 0.0, self.in_schedule()))
+        self.window_lag = Trend()
+        self._began = (now, cpu)
+
+    def verdict(self) -> dict[str, Any]:
+        windows = [w for w in self.windows if w[4]] or self.windows
+        seconds = sum(w[0] for w in windows)
+        saturated = sum(w[0] for w in windows if self.saturated(w[1], w[2]))
+        valid = not (saturated >= 2.0 and saturated >= self.INVALID_SHARE * seconds)
+        cpu = sum(w[0] * w[1] for w in windows) / seconds if seconds else None
+        lag = self.lag.percentiles((50.0, 99.0))
+        return {
+            "valid": valid,
+            "cpu_avg": cpu,
+            "cpu_max": max((w[1] for w in windows), default=None),
+            "saturated_s": round(saturated, 2),
+            "seconds": round(seconds, 2),
+            "loop_lag_p50_ms": lag[50.0],
+            "loop_lag_p99_ms": lag[99.0],
+            "loop_lag_max_ms": self.lag.max if self.lag.count else None,
+            "rule": f"a second is saturated when the generator used >= {self.SATURATED_CPU:.0%}"
+            f" of a core or its event loop lagged >= {self.SATURATED_LAG_MS:.0f} ms (median);"
+            f" invalid when saturated seconds are >= {self.INVALID_SHARE:.0%} of the schedule"
+            " and >= 2 s",
+        }
+
+
+def combine(verdicts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The workers' generator verdicts as one: valid only if every worker was, the worst
+    figure of each."""
+    if not verdicts:
+        return None
+
+    def worst(key: str) -> float | None:
+        values = [v[key] for v in verdicts if v.get(key) is not None]
+        return max(values) if values else None
+
+    return {
+        "valid": all(v["valid"] for v in verdicts),
+        "cpu_avg": worst("cpu_avg"),
+        "cpu_max": worst("cpu_max"),
+        "saturated_s": worst("saturated_s") or 0.0,
+        "seconds": worst("seconds") or 0.0,
+        "loop_lag_p50_ms": worst("loop_lag_p50_ms"),
+        "loop_lag_p99_ms": worst("loop_lag_p99_ms"),
+        "loop_lag_max_ms": worst("loop_lag_max_ms"),
+        "rule": verdicts[0]["rule"] + f" (worst of {len(verdicts)} workers)",
+    }
+
+
 @dataclass
 class Options:
     target: str
@@ -472,6 +583,32 @@ class Options:
         0.0  # keep /metrics up this long after the run (so the last scrape sees the end)
     )
     echo: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    raw: Path | None = None  # every request as a line of CSV or JSON (by the file's extension)
+
+
+class RawWriter:
+    """Every request as one line, for the user's own analysis (k6's ``--out csv=`` /
+    ``--out json=``): time (Unix seconds, when the request was sent), method, name, duration
+    in ms, failed (0/1), bytes sent and received. ``.jsonl``/``.json``: JSON lines; else CSV."""
+
+    FIELDS = ("time", "method", "name", "duration_ms", "failed", "sent", "received")
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("w", newline="")
+        self.json = path.suffix in (".jsonl", ".json")
+        self.csv = None if self.json else csv.writer(self.file)
+        if self.csv is not None:
+            self.csv.writerow(self.FIELDS)
+
+    def write(self, row: tuple[Any, ...]) -> None:
+        if self.csv is not None:
+            self.csv.writerow(row)
+        else:
+            self.file.write(json.dumps(dict(zip(self.FIELDS, row, strict=True))) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class Controller:
@@ -498,11 +635,20 @@ class Controller:
         self.breaking_point: dict[str, Any] | None = None
         self.threshold_results: list[Result] = []
         self.history: list[dict[str, Any]] = []
+        self.schedule_end: dict[str, int] | None = None
+        self.monitor: GeneratorMonitor | None = None
+        self.worker_generators: list[dict[str, Any]] = []  # distributed: each worker's verdict
 
         self.writes_results = env is None or options.out_dir is not None
         if env is None:
             self.user_class = make_user_class(ctx, self.target)
-            self.shape = None if scenario.open_loop else StagesShape(scenario.schedule)
+            self.shape = (
+                None
+                if scenario.open_loop
+                else StagesShape(
+                    scenario.schedule, scenario.graceful_ramp_down, scenario.graceful_stop
+                )
+            )
             env = Environment(
                 user_classes=[self.user_class],
                 shape_class=self.shape,
@@ -514,7 +660,9 @@ class Controller:
             if self.shape:
                 self.shape.runner = env.runner
         self.env = env
-        self.figures = Figures(self.env, self.state, self.elapsed)
+        self.raw = RawWriter(options.raw) if options.raw else None
+        record_requests(env, self.state, self.raw)
+        self.figures = Figures(self.state, self.schedule_seconds)
 
     @property
     def runner(self) -> Runner:
@@ -538,9 +686,17 @@ class Controller:
     def target_now(self) -> float:
         return self.scenario.schedule.target_at(self.schedule_time)
 
-    def snapshot(self) -> dict[str, Any]:
-        total = self.env.stats.total
-        p = total.get_current_response_time_percentile
+    def schedule_seconds(self) -> float:
+        """The elapsed part of the schedule: what rates divide by (the drain is not load)."""
+        return min(self.elapsed(), self.scenario.duration)
+
+    def snapshot(self, window: Window | None = None) -> dict[str, Any]:
+        """The live figures; rates and percentiles over ``window`` (default: the current
+        second so far)."""
+        window = window or self.state.second
+        span = max(time.monotonic() - window.began, 1e-9)
+        p = _rounded(window.duration.percentiles(PERCENTILES))
+        d = _rounded(window.start_delay.percentiles((50.0, 95.0, 100.0)))
         return {
             "elapsed_s": round(self.elapsed(), 2),
             "stage": self.stage_number,
@@ -549,13 +705,19 @@ class Controller:
             "vus": self.runner.user_count,
             "vus_busy": self.state.vus_busy,
             "iterations_per_s": round(self.state.recent_start_rate(5.0), 3),
-            "requests_per_s": round(total.current_rps, 3),
-            "failures_per_s": round(total.current_fail_per_sec, 3),
-            "p50_ms": p(0.5),
-            "p95_ms": p(0.95),
-            "p99_ms": p(0.99),
-            "requests": total.num_requests,
-            "failures": total.num_failures,
+            "requests_per_s": round(window.requests / span, 3),
+            "failures_per_s": round(window.failures / span, 3),
+            "p50_ms": p[50.0],
+            "p95_ms": p[95.0],
+            "p99_ms": p[99.0],
+            "start_delay_p50_ms": d[50.0],
+            "start_delay_p95_ms": d[95.0],
+            "start_delay_max_ms": d[100.0],
+            "generator_cpu": None,
+            "loop_lag_p50_ms": None,
+            "loop_lag_p99_ms": None,
+            "requests": self.state.requests,
+            "failures": self.state.failures,
             "iterations": sum(self.state.iterations.values()),
             "dropped": self.state.dropped,
         }
@@ -575,14 +737,31 @@ class Controller:
                 f"VUs {snap['vus']}/{round(snap['target'])}  iters {snap['iterations_per_s']:.1f}/s"
             )
         errors = snap["failures"] / snap["requests"] * 100 if snap["requests"] else 0.0
-        p95 = f"{snap['p95_ms']}ms" if snap["p95_ms"] is not None else "-"
         line = (
             f"[{format_duration(int(snap['elapsed_s'])):>7}]"
             f" stage {snap['stage']}/{len(s.schedule.stages)}  {load}"
-            f"  req {snap['requests_per_s']:.1f}/s  p95 {p95}  errors {errors:.2f}%"
+            f"  req {snap['requests_per_s']:.1f}/s  p95 {report.ms(snap['p95_ms'])}"
+            f"  errors {errors:.2f}%"
         )
         if s.open_loop:
-            line += f"  dropped {snap['dropped']}"
+            line += (
+                f"  dropped {snap['dropped']}  start delay p50/p95/max"
+                f" {report.ms(snap['start_delay_p50_ms'])}/{report.ms(snap['start_delay_p95_ms'])}"
+                f"/{report.ms(snap['start_delay_max_ms'])}"
+            )
+        cpu, lag50, lag99 = (
+            snap.get("generator_cpu"),
+            snap.get("loop_lag_p50_ms"),
+            snap.get("loop_lag_p99_ms"),
+        )
+        if cpu is not None and lag50 is not None and lag99 is not None:
+            line += (
+                f"  generator CPU {cpu:.0%} loop lag p50/p99 {report.ms(lag50)}/{report.ms(lag99)}"
+            )
+            if GeneratorMonitor.saturated(cpu, lag50):
+                line += "  WARNING: generator saturated, latencies include its own waiting"
+            elif lag99 >= GeneratorMonitor.LAG_WARNING_MS:
+                line += "  warning: generator's event loop lags (CPU shared with other work?)"
         return line
 
     # -- control
@@ -636,7 +815,12 @@ class Controller:
         csv_writer = StatsCSVFileWriter(
             self.env, PERCENTILES_TO_REPORT, str(self.out_dir / "locust"), full_history=True
         )
-        greenlets = [gevent.spawn(csv_writer), gevent.spawn(stats_history, self.runner)]
+        self.monitor = GeneratorMonitor(lambda: self.schedule_end is None)
+        greenlets = [
+            gevent.spawn(csv_writer),
+            gevent.spawn(stats_history, self.runner),
+            gevent.spawn(self.monitor.run),
+        ]
 
         s = self.scenario
         opts.echo(
@@ -663,11 +847,11 @@ class Controller:
             self.runner.start_shape()
 
         # Ticks once a second; near and after the schedule's end the loop looks every 50 ms, so
-        # the run ends when its last iteration does (the summary's rates divide by the elapsed
-        # time, which a whole extra second of sleep would inflate).
+        # the end of the schedule is marked on time and the run ends with its last iteration.
         last_tick = time.perf_counter()
         while not self.finished(scheduler):
             gevent.sleep(1.0 if s.duration - self.elapsed() > 1.0 else 0.05)
+            self.mark_schedule_end()
             if time.perf_counter() - last_tick >= 0.999:
                 last_tick = time.perf_counter()
                 self.tick()
@@ -679,6 +863,8 @@ class Controller:
         for g in greenlets:
             g.kill(block=True)
         csv_writer.close_files()
+        if self.raw is not None:
+            self.raw.close()
         summary = self.finish()
         self.write_artifacts(summary)
         opts.echo(report.render(summary))
@@ -691,6 +877,8 @@ class Controller:
 
     def begin(self) -> None:
         self.state.started = time.monotonic()
+        self.state.next_second()
+        self.state.next_progress()
         self.t0 = time.perf_counter()
         self.running = True
         self.next_progress = 0.0
@@ -698,12 +886,32 @@ class Controller:
     def tick(self) -> None:
         """Once a second while running: record the history, judge thresholds, show progress."""
         self.state.vus_max_used = max(self.state.vus_max_used, self.runner.user_count)
-        snap = self.snapshot()
+        self.mark_schedule_end()
+        snap = self.snapshot(self.state.next_second())
+        if self.monitor is not None and self.monitor.last is not None:
+            cpu, lag50, lag99 = self.monitor.last
+            snap["generator_cpu"], snap["loop_lag_p50_ms"] = round(cpu, 3), round(lag50, 3)
+            snap["loop_lag_p99_ms"] = round(lag99, 3)
         self.history.append(snap)
         self.evaluate()
         if self.options.progress_every and self.elapsed() >= self.next_progress:
-            self.options.echo(self.progress_line(snap))
+            line = self.progress_line(
+                self.snapshot(self.state.next_progress())
+                | {k: snap[k] for k in ("generator_cpu", "loop_lag_p50_ms", "loop_lag_p99_ms")}
+            )
+            self.options.echo(line)
             self.next_progress = self.elapsed() + self.options.progress_every
+
+    def mark_schedule_end(self) -> None:
+        """Counts at the end of the schedule, so the drain after it is reported separately."""
+        if self.schedule_end is None and self.elapsed() >= self.scenario.duration:
+            self.schedule_end = {
+                "requests": self.state.requests,
+                "iterations_finished": self.finished_iterations(),
+            }
+
+    def finished_iterations(self) -> int:
+        return sum(t.count for t in self.state.iteration_duration.values())
 
     def finish(self) -> dict[str, Any]:
         elapsed = self.elapsed()
@@ -713,12 +921,23 @@ class Controller:
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         s = self.scenario
-        entries = sorted(self.env.stats.entries.values(), key=lambda e: (e.name, e.method))
+        state = self.state
+        seconds = min(elapsed, s.duration)
+        self.mark_schedule_end()
+        at_end = self.schedule_end or {
+            "requests": state.requests,
+            "iterations_finished": self.finished_iterations(),
+        }
+        generator = self.monitor.verdict() if self.monitor else combine(self.worker_generators)
         failed = [r for r in self.threshold_results if not r.ok]
         exit_code = EXIT_THRESHOLDS if failed or (self.aborted and self.breaking_point) else EXIT_OK
+        if generator and not generator["valid"]:
+            exit_code = EXIT_INVALID  # the figures are partly the generator's own queueing
         if self.aborted and not self.breaking_point:
             exit_code = EXIT_ERROR  # interrupted: not a verdict on the system
-        iterations = sum(self.state.iterations.values())
+        iterations = sum(state.iterations.values())
+        endpoints = sorted(state.endpoints.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        delay = trend_figures(state.start_delay if state.start_delay.count else None)
         return {
             "scenario": {
                 "name": s.name,
@@ -734,8 +953,10 @@ class Controller:
                 "started_at": self.started_wall.isoformat(timespec="seconds"),
                 "ended_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "duration_s": round(elapsed, 3),
+                "schedule_s": round(seconds, 3),
                 "aborted": bool(self.aborted),
                 "abort_reason": self.aborted,
+                "valid": generator["valid"] if generator else None,
                 "exit_code": exit_code,
                 "command": sys.argv,
             },
@@ -745,23 +966,47 @@ class Controller:
                 "unit": s.unit,
                 "target_peak": s.schedule.peak,
                 "iterations": iterations,
-                "iterations_per_s": iterations / elapsed if elapsed > 0 else 0.0,
-                "dropped_iterations": self.state.dropped,
-                "interrupted_iterations": self.state.interrupted,
-                "vus_max_used": self.state.vus_max_used,
+                "iterations_per_s": iterations / seconds if seconds > 0 else 0.0,
+                "dropped_iterations": state.dropped,
+                "interrupted_iterations": state.interrupted,
+                "vus_max_used": state.vus_max_used,
                 "max_vus": s.max_vus or None,
-                "iteration_duration_p95_ms": self.state.merged_iteration_duration().percentile(95)
-                or None,
+                "iteration_duration": trend_figures(
+                    state.merged_iteration_duration() if state.iteration_duration else None
+                ),
+                "iteration_start_delay": delay,
             },
-            "endpoints": [endpoint_row(e, elapsed) for e in entries],
-            "total": endpoint_row(self.env.stats.total, elapsed),
+            "drain": {
+                "seconds": round(max(elapsed - seconds, 0.0), 3),
+                "requests": state.requests - at_end["requests"],
+                "iterations_finished": self.finished_iterations() - at_end["iterations_finished"],
+            },
+            "data": {
+                "sent": state.data_sent,
+                "received": state.data_received,
+                "sent_per_s": state.data_sent / seconds if seconds > 0 else 0.0,
+                "received_per_s": state.data_received / seconds if seconds > 0 else 0.0,
+            },
+            "endpoints": [
+                endpoint_row(m, n, e.requests, e.failures, e.duration, seconds)
+                for (m, n), e in endpoints
+            ],
+            "total": endpoint_row(
+                "",
+                "TOTAL",
+                state.requests,
+                state.failures,
+                merged(e.duration for e in state.endpoints.values()),
+                seconds,
+            ),
+            "generator": generator,
             "checks": [
-                {"name": k, "passes": v[0], "fails": v[1]}
-                for k, v in sorted(self.state.checks.items())
+                {"name": k, "passes": v[0], "fails": v[1]} for k, v in sorted(state.checks.items())
             ],
             "thresholds": [describe(r) for r in self.threshold_results],
             "breaking_point": self.breaking_point,
             "artifacts": {"dir": str(self.out_dir) if self.writes_results else None},
+            "percentile_definition": PERCENTILE_DEFINITION,
         }
 
     def write_artifacts(self, summary: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ COMMON_KEYS = {
     "variants",
 }
 EXECUTOR_KEYS = {
-    RAMPING_VUS: {"startVUs", "stages"},
+    RAMPING_VUS: {"startVUs", "stages", "gracefulRampDown"},
     CONSTANT_VUS: {"vus", "duration"},
     CONSTANT_ARRIVAL_RATE: {"rate", "timeUnit", "duration", "preAllocatedVUs", "maxVUs"},
     RAMPING_ARRIVAL_RATE: {"startRate", "timeUnit", "stages", "preAllocatedVUs", "maxVUs"},
@@ -151,6 +151,8 @@ class Scenario:
     http_timeout: float
     thresholds: tuple[Threshold, ...]
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    # ramping-vus: how long a VU that a falling stage removes may finish its iteration
+    graceful_ramp_down: float = 30.0
 
     @property
     def open_loop(self) -> bool:
@@ -373,4 +375,5 @@ class _Validator:
             http_timeout=self.duration("httpTimeout", "30s"),
             thresholds=thresholds,
             raw=data,
+            graceful_ramp_down=self.duration("gracefulRampDown", "30s"),
         )

@@ -73,13 +73,22 @@ class Schedule:
             total += v0 * x + (v1 - v0) * x * x / (2 * duration)
         return total
 
-    def iteration_times(self) -> Iterator[float]:
-        """Start times (seconds since the start) of every iteration of an arrival-rate schedule.
+    def iteration_times(self, index: int = 0, count: int = 1) -> Iterator[float]:
+        """Start times (seconds since the start) of the iterations of an arrival-rate schedule.
 
         Iteration ``k`` starts at the ``t`` where ``cumulative(t) == k``. Within a stage the
         cumulative count is quadratic in time, solved in closed form with the form of the root
         that stays exact when the rate does not change (a -> 0) and when it starts at 0 (b = 0).
+
+        ``index``/``count``: generator process ``index`` of ``count`` takes iterations
+        ``index, index + count, ...`` of the whole schedule, so several processes interleave
+        their starts instead of all firing at the same offsets.
         """
+        for k, t in enumerate(self._all_iteration_times()):
+            if k % count == index:
+                yield t
+
+    def _all_iteration_times(self) -> Iterator[float]:
         k = 0
         done = 0.0  # cumulative count at the start of the current stage
         for begin, duration, r0, r1 in self._segments():

@@ -51,8 +51,6 @@ EXPERIMENT = Experiment(
     quick_load=LoadProfile(
         journeys={"product": 1}, rate=40, duration_s=12, warmup_s=3, focus="/api/products/{id}"
     ),
-    reps=3,
-    quick_reps=2,
     resources=resources,
     headline=(
         "p50_ms",

@@ -86,8 +86,6 @@ EXPERIMENT = Experiment(
     base_faults={"db_slow_ms": SLOW_MS},
     load=spike(15),
     quick_load=spike(6),
-    reps=3,
-    quick_reps=2,
     resources=resources,
     headline=(
         "p50_ms",

@@ -80,8 +80,6 @@ EXPERIMENT = Experiment(
         warmup_s=3,
         focus="/api/orders",
     ),
-    reps=3,
-    quick_reps=1,
     drain_s=180,
     resources=resources,
     headline=(

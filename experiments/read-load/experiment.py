@@ -127,8 +127,6 @@ EXPERIMENT = Experiment(
         warmup_s=2,
         focus="/api/products/{id}",
     ),
-    reps=3,
-    quick_reps=1,
     analysis=analysis,
     headline=("throughput_rps", "p50_ms", "p95_ms"),
     limits=(

@@ -169,8 +169,6 @@ EXPERIMENT = Experiment(
     },
     load=placing(RATES[0]),
     quick_load=placing(RATES[0], duration_s=8, warmup_s=2),
-    reps=3,
-    quick_reps=1,
     drain_s=180,
     resources=resources,
     analysis=analysis,

@@ -16,7 +16,11 @@ Behavioural assertions with generous margins, not a benchmark.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from loadtests.tests.helpers import run_loadtest, serve
+from loadtests.tests.helpers import REPO, free_port, run_loadtest, serve
 
 RATE, SECONDS = 30, 6
 EXPECTED = RATE * SECONDS
@@ -104,3 +108,62 @@ def test_open_loop_holds_the_rate_and_reports_the_real_latency_where_closed_loop
     assert closed_summary["total"]["p95"] < reported_p95_ms / 3, (
         "closed loop should under-report the latency"
     )
+
+
+def test_two_workers_interleave_one_schedule_instead_of_firing_in_lockstep(
+    tmp_path: Path,
+) -> None:
+    """Locust master + 2 workers at 20 it/s: worker i takes iterations i, i + 2, ... of the
+    whole schedule, so the server sees one request every 50 ms, not pairs every 100 ms."""
+    with serve("loadtests.tests.fake_gateway:slow", env={"SLOW_SERVICE_TIME": "0.001"}) as url:
+        scenario = tmp_path / "dist.yaml"
+        scenario.write_text(
+            "executor: constant-arrival-rate\nrate: 20\nduration: 4s\npreAllocatedVUs: 4\n"
+            f"maxVUs: 40\ngracefulStop: 5s\nthinkTime: 0s\njourneys: {JOURNEY}\n"
+        )
+        port = str(free_port())
+        env = {
+            **os.environ,
+            "SCENARIO": str(scenario),
+            "LOADTEST_METRICS": "off",
+            "LOADTEST_RESULTS": str(tmp_path / "out"),
+        }
+        locust = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
+        workers = [
+            subprocess.Popen(
+                [*locust, "--worker", "--master-port", port],
+                cwd=REPO,
+                env=env,
+                stdout=(tmp_path / f"worker{i}.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            for i in range(2)
+        ]
+        try:
+            master = subprocess.run(
+                [
+                    *locust,
+                    *("--master", "--headless", "--expect-workers", "2"),
+                    *("--master-bind-port", port, "--host", url, "--only-summary"),
+                ],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(timeout=10)
+        seen = call(f"{url}/stats")
+    assert master.returncode == 0, master.stdout + master.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["load"]["iterations"] == 80
+    assert summary["load"]["iterations_per_s"] == pytest.approx(20.0)
+    assert summary["generator"] and "2 workers" in summary["generator"]["rule"]
+    arrivals = seen["arrivals"]
+    assert len(arrivals) == 80
+    gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+    # lockstep would put half the gaps near 0; interleaved, the median gap is ~50 ms
+    assert gaps[len(gaps) // 2] > 0.03, gaps

@@ -80,7 +80,11 @@ def test_smoke_passes_leaves_its_results_and_exports_metrics(
         in metrics
     )
 
+    assert "locust_data_received_bytes_total" in metrics
+    assert "locust_iteration_start_delay_seconds_count" in metrics
+
     assert "stage 1/1" in output  # live progress
+    assert "generator CPU" in output
     assert "result     PASSED" in output
     for name in (
         "summary.json",

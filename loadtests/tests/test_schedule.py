@@ -63,3 +63,16 @@ def test_a_zero_rate_stage_schedules_nothing_and_the_next_stage_resumes() -> Non
     times = list(Schedule(0, (Stage(5, 0), Stage(1, 10))).iteration_times())
     assert times and all(t >= 5 for t in times)
     assert len(times) == 5  # ramp 0 -> 10 over 1 s: area 5
+
+
+def test_generator_processes_interleave_their_share_of_the_schedule() -> None:
+    """3 workers at 30 it/s: together exactly the single process's starts, each worker's
+    starts 0.1 s apart and offset from the others' (no lockstep bursts of 3)."""
+    schedule = Schedule(30, (Stage(2, 30),))
+    whole = list(schedule.iteration_times())
+    shares = [list(schedule.iteration_times(i, 3)) for i in range(3)]
+    assert sorted(itertools.chain(*shares)) == pytest.approx(whole)
+    assert all(len(share) == 20 for share in shares)
+    assert [share[0] for share in shares] == pytest.approx([0, 1 / 30, 2 / 30])
+    starts = sorted(itertools.chain(*shares))
+    assert min(b - a for a, b in itertools.pairwise(starts)) == pytest.approx(1 / 30)

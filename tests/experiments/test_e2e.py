@@ -143,6 +143,7 @@ def test_smoke_run_writes_a_sane_report(name: str, infra: Infra, tmp_path: Path)
         assert 0 < p["p50_ms"] <= p["p95_ms"] <= p["p99_ms"], p
     report = (folder / "report.md").read_text()
     assert "SMOKE RUN" in report and "## Limits" in report
+    assert "smoke run: no conclusion" in report and "differs" not in report
     # the report's numbers are the raw data's: the median p95 of the baseline, as printed
     summary = json.loads((folder / "stats.json").read_text())
     baseline = experiment.baseline.key
