@@ -9,7 +9,9 @@
 # k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces 31 staging modules by local
 # folders), and prometheus-operator replaces two of its own submodules, so one wrapper module
 # requires them all and pins those modules to their published versions. One module means one
-# set of Kubernetes libraries, compiled once for all twelve programs.
+# set of Kubernetes libraries, compiled once for eleven of the twelve programs.
+# metrics-server is built inside its own module, with its own go.sum: in the shared module the
+# Prometheus library the others need is newer than the one its code calls.
 # Idempotent: prints the bin folder and does nothing else when it is complete.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +22,10 @@ source "$here/../../scripts/lib.sh"
 
 PROGRAMS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
   coredns metrics-server operator prometheus-config-reloader kube-router kube-state-metrics)
+# Built in their own module (MODULE@VERSION PACKAGE-IN-IT) instead of the wrapper.
+declare -A OWN_MODULE=(
+  [metrics-server]="sigs.k8s.io/metrics-server@$METRICS_SERVER_VERSION ./cmd/metrics-server"
+)
 declare -A PACKAGE=(
   [coredns]=github.com/coredns/coredns
   [metrics-server]=sigs.k8s.io/metrics-server/cmd/metrics-server
@@ -48,7 +54,6 @@ write_module() { # DIR
     printf 'module perflab.local/hostcluster\n\ngo 1.24.0\n\nrequire (\n'
     printf '\tk8s.io/kubernetes %s\n' "$KUBE_VERSION"
     printf '\tgithub.com/coredns/coredns %s\n' "$COREDNS_VERSION"
-    printf '\tsigs.k8s.io/metrics-server %s\n' "$METRICS_SERVER_VERSION"
     printf '\tgithub.com/prometheus-operator/prometheus-operator %s\n' "$PROM_OPERATOR_VERSION"
     printf '\tgithub.com/cloudnativelabs/kube-router/v2 %s\n' "$KUBE_ROUTER_VERSION"
     printf '\tk8s.io/kube-state-metrics/v2 %s\n)\n\nreplace (\n' "$KSM_VERSION"
@@ -62,7 +67,9 @@ write_module() { # DIR
   } >"$dir/go.mod"
   {
     printf '//go:build tools\n\npackage tools\n\nimport (\n'
-    for p in "${PROGRAMS[@]}"; do printf '\t_ "%s"\n' "${PACKAGE[$p]}"; done
+    for p in "${PROGRAMS[@]}"; do
+      [[ -n ${OWN_MODULE[$p]:-} ]] || printf '\t_ "%s"\n' "${PACKAGE[$p]}"
+    done
     printf ')\n'
   } >"$dir/tools.go"
 }
@@ -95,7 +102,9 @@ main() {
   }
   local pkgs=() ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
   ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
-  for p in "${missing[@]}"; do [[ $p == pause ]] || pkgs+=("${PACKAGE[$p]}"); done
+  for p in "${missing[@]}"; do
+    [[ $p == pause || -n ${OWN_MODULE[$p]:-} ]] || pkgs+=("${PACKAGE[$p]}")
+  done
   if ((${#pkgs[@]})); then
     (cd "$dir/src" && go build -v -trimpath -ldflags "$ldflags" -o "$bin/" "${pkgs[@]}") \
       >>"$dir/build.log" 2>&1 &
@@ -112,6 +121,17 @@ main() {
     # `go build -o DIR` names a binary after its package's folder: the module root of
     # CoreDNS is "coredns" already; nothing to rename.
   fi
+  for p in "${!OWN_MODULE[@]}"; do
+    [[ ! -x $bin/$p ]] || continue
+    local module package src
+    read -r module package <<<"${OWN_MODULE[$p]}"
+    src=$(cd / && go mod download -json "$module" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    log "hostcluster: building $p in its own module $module"
+    (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$bin/$p" "$package") >>"$dir/build.log" 2>&1 || {
+      tail -n 30 "$dir/build.log" >&2
+      die "hostcluster: building $p failed; see $dir/build.log"
+    }
+  done
   if [[ ! -x $bin/pause ]]; then
     command -v gcc >/dev/null || die "hostcluster: gcc is needed for the pause binary"
     gcc -Os -static -o "$bin/pause" \
