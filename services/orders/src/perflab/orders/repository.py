@@ -4,14 +4,15 @@ the caller must map to a status (the gRPC layer turns them into status codes).""
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import propagate
 from prometheus_client import Counter, Histogram
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import Table, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -187,23 +188,31 @@ class Repository:
 
         order_id = uuid.uuid4()
         try:
-            await self._insert_order(order_id, customer_id, items, idempotency_key)
+            order = await self._insert_order(order_id, customer_id, items, idempotency_key)
         except _LostRace:
             existing = await self._by_idempotency_key(idempotency_key)
             assert existing is not None
             return self._check_replay(existing, customer_id, items), False
         ORDERS_CREATED.inc()
-        return await self.get_order(str(order_id)), True
+        return order, True
 
     async def _insert_order(
         self, order_id: uuid.UUID, customer_id: str, items: Sequence[NewItem], idempotency_key: str
-    ) -> None:
-        """Order, items and outbox event in one transaction: all of them or none."""
+    ) -> Order:
+        """Order, items and outbox event in one transaction: all of them or none. Returns the
+        order as written, built from what was written (no read-back).
+
+        SQLAlchemy Core on the session's connection, not the ORM's unit of work: four
+        statements with cached compiled forms and no identity map, which the orders profile
+        showed costing more CPU than PostgreSQL itself."""
         async with self._sessions() as session, session.begin():
             await self._injected_slowness(session)
+            conn = await session.connection()
             ids = [item.product_id for item in items]
-            rows = await session.execute(
-                select(Product.id, Product.price_cents, Product.currency).where(Product.id.in_(ids))
+            rows = await conn.execute(
+                select(_PRODUCTS.c.id, _PRODUCTS.c.price_cents, _PRODUCTS.c.currency).where(
+                    _PRODUCTS.c.id.in_(ids)
+                )
             )
             prices = {pid: (price, currency) for pid, price, currency in rows}
             missing = sorted(set(ids) - prices.keys())
@@ -215,32 +224,34 @@ class Repository:
             currency = currencies.pop()
             total = sum(prices[i.product_id][0] * i.quantity for i in items)
             now = datetime.now(UTC)
-            inserted = await session.scalar(
-                insert(Order)
-                .values(
-                    id=order_id,
-                    customer_id=customer_id,
-                    status=PENDING,
-                    total_cents=total,
-                    currency=currency,
-                    idempotency_key=idempotency_key or None,
-                    created_at=now,
-                    updated_at=now,
-                )
+            values = {
+                "id": order_id,
+                "customer_id": customer_id,
+                "status": PENDING,
+                "total_cents": total,
+                "currency": currency,
+                "idempotency_key": idempotency_key or None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            inserted = await conn.scalar(
+                insert(_ORDERS)
+                .values(values)
                 .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                .returning(Order.id)
+                .returning(_ORDERS.c.id)
             )
             if inserted is None:  # a concurrent request with the same key won the race
                 raise _LostRace
-            session.add_all(
-                OrderItem(
-                    order_id=order_id,
-                    product_id=i.product_id,
-                    quantity=i.quantity,
-                    unit_price_cents=prices[i.product_id][0],
-                )
-                for i in items
-            )
+            lines = [
+                {
+                    "order_id": order_id,
+                    "product_id": i.product_id,
+                    "quantity": i.quantity,
+                    "unit_price_cents": prices[i.product_id][0],
+                }
+                for i in sorted(items, key=lambda i: i.product_id)
+            ]
+            await conn.execute(insert(_ORDER_ITEMS), lines)
             event = events_pb2.OrderCreated(
                 order_id=str(order_id),
                 customer_id=customer_id,
@@ -250,14 +261,16 @@ class Repository:
             )
             headers: dict[str, str] = {}
             propagate.inject(headers)
-            session.add(
-                OutboxEvent(
+            await conn.execute(
+                insert(_OUTBOX).values(
                     topic=self._topic,
                     key=str(order_id),
                     payload=event.SerializeToString(),
                     headers=headers,
+                    created_at=now,
                 )
             )
+        return _order(values, lines)
 
     def _check_replay(self, order: Order, customer_id: str, items: Sequence[NewItem]) -> Order:
         requested = sorted((i.product_id, i.quantity) for i in items)
@@ -315,18 +328,45 @@ class Repository:
         reason = _text(reason[:200], "reason", 200)
         status = PAID if paid else PAYMENT_FAILED
         async with self._sessions() as session, session.begin():
-            created_at = await session.scalar(
-                update(Order)
-                .where(Order.id == oid, Order.status == PENDING)
-                .values(
-                    status=status,
-                    payment_id=payment_id or None,
-                    failure_reason=(reason[:200] or None) if not paid else None,
-                    updated_at=func.now(),
+            conn = await session.connection()
+            row = (
+                await conn.execute(
+                    update(_ORDERS)
+                    .where(_ORDERS.c.id == oid, _ORDERS.c.status == PENDING)
+                    .values(
+                        status=status,
+                        payment_id=payment_id or None,
+                        failure_reason=(reason[:200] or None) if not paid else None,
+                        updated_at=func.now(),
+                    )
+                    .returning(*_ORDERS.c)
                 )
-                .returning(Order.created_at)
-            )
-        if created_at is not None:
-            ORDERS_COMPLETED.labels(status).inc()
-            ORDER_COMPLETION.labels(status).observe(time.time() - created_at.timestamp())
-        return await self.get_order(order_id)
+            ).one_or_none()
+            if row is not None:
+                lines = (
+                    await conn.execute(
+                        select(_ORDER_ITEMS)
+                        .where(_ORDER_ITEMS.c.order_id == oid)
+                        .order_by(_ORDER_ITEMS.c.product_id)
+                    )
+                ).mappings()
+                order = _order(row._mapping, lines.all())
+        if row is None:  # not PENDING (a replay, or already final): as it stands
+            return await self.get_order(order_id)
+        ORDERS_COMPLETED.labels(status).inc()
+        ORDER_COMPLETION.labels(status).observe(time.time() - order.created_at.timestamp())
+        return order
+
+
+def _order(row: Mapping[Any, Any], lines: Sequence[Mapping[Any, Any]]) -> Order:
+    """A detached Order (with its items) from column values already at hand."""
+    order = Order(**{c: row[c] for c in _ORDER_COLUMNS if c in row})
+    order.items = [OrderItem(**line) for line in lines]
+    return order
+
+
+_PRODUCTS: Table = Product.__table__  # type: ignore[assignment]
+_ORDERS: Table = Order.__table__  # type: ignore[assignment]
+_ORDER_ITEMS: Table = OrderItem.__table__  # type: ignore[assignment]
+_OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+_ORDER_COLUMNS = tuple(c.key for c in Order.__table__.c)
