@@ -64,6 +64,8 @@ async def test_an_order_is_saved_with_its_items_and_one_outbox_event(
         events = (await s.scalars(select(OutboxEvent))).all()
     assert len(events) == 1
     assert events_pb2.OrderCreated.FromString(events[0].payload).order_id == str(order.id)
+    assert events[0].key == str(order.id) and events[0].topic == "t.orders.created"
+    assert isinstance(events[0].headers, dict)  # the trace context, as a JSON object
 
 
 async def test_unknown_products_leave_no_trace(
