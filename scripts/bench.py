@@ -2,7 +2,8 @@
 
 Measures with wrk (closed loop, fixed connections) for each scenario: requests/s, p50/p95/p99
 and the CPU the serving processes spent per request, each compared to a bare FastAPI endpoint
-served the same way in the same run. The product reads go to gateways this script starts for
+served the same way in the same run (and to the same endpoint after one redis-py GET: the
+least any cached read can cost, the ceiling of P1). The product reads go to gateways this script starts for
 the run (tracing off, sampled 10 %, sampled 100 %, cache off), so the tracing overhead is
 measured in one run on one machine state. Orders go through the `make local` gateway; then the
 order pipeline's throughput (created -> paid per second, against the create rate), the
@@ -75,6 +76,7 @@ end
 """
 
 BARE = "bare FastAPI (ceiling)"
+BARE_REDIS = "FastAPI + one Redis GET"
 CACHED_OFF = "GET product, tracing off"
 CACHED_10 = "GET product, sampled 10%"
 CACHED_100 = "GET product, sampled 100%"
@@ -252,6 +254,7 @@ GOALS = [
     Goal("P1", "cached read (10%) / bare FastAPI", _ratio(CACHED_10, BARE), 0.4),
     Goal("P1", "cached read (10%) p99 ms", lambda r: _s(r, CACHED_10, "p99"), 30, False),
     Goal("P1", "cache on / cache off", _ratio(CACHED_10, UNCACHED), 3),
+    Goal("P1", "(ceiling: FastAPI + 1 Redis GET / bare)", _ratio(BARE_REDIS, BARE), 0.4),
     Goal("P2", "sampled 10% / tracing off", _ratio(CACHED_10, CACHED_OFF), 0.9),
     Goal("P2", "sampled 100% / tracing off", _ratio(CACHED_100, CACHED_OFF), 0.6),
     Goal("P3", "POST order req/s", lambda r: _s(r, ORDER, "rps"), 600),
@@ -396,8 +399,10 @@ def main() -> None:
     }
     bare_port = free_port()
     bare = [sys.executable, str(REPO / "scripts" / "bench_bare.py"), str(bare_port)]
-    helpers = {BARE: start(bare)}
-    urls = {BARE: f"http://127.0.0.1:{bare_port}"}
+    redis_port = free_port()
+    bare_redis = [*bare[:2], str(redis_port), "--redis", Infra().redis_url]
+    helpers = {BARE: start(bare), BARE_REDIS: start(bare_redis)}
+    urls = {BARE: f"http://127.0.0.1:{bare_port}", BARE_REDIS: f"http://127.0.0.1:{redis_port}"}
     for name, env in variants.items():
         port = free_port()
         config = StackConfig(ports=Ports(gateway=port))
@@ -410,10 +415,11 @@ def main() -> None:
     lua_read = READ_LUA % {"products": args.products}
     order_pids = {k: v for k, v in local.items() if k in ("gateway", "orders")}
     try:
-        wait_http(f"{urls[BARE]}/api/products/1")
+        for name in (BARE, BARE_REDIS):
+            wait_http(f"{urls[name]}/api/products/1")
         for name in variants:
             wait_http(f"{urls[name]}/readyz")
-        for name in (BARE, *variants):
+        for name in (BARE, BARE_REDIS, *variants):
             print(f"running {name!r} for {args.seconds}s ...", file=sys.stderr, flush=True)
             wrk(urls[name], lua_read, 2, args.connections)  # warm-up, not counted
             figures: dict[str, float] = {}
