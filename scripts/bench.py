@@ -3,14 +3,14 @@
 Measures with wrk (closed loop, fixed connections) for each scenario: requests/s, p50/p95/p99
 and the CPU the serving processes spent per request, each compared to a bare FastAPI endpoint
 served the same way in the same run (and to the same endpoint after one redis-py GET: the
-least any cached read can cost, the ceiling of P1). The product reads go to gateways this script starts for
-the run (tracing off, sampled 10 %, sampled 100 %, cache off), so the tracing overhead is
-measured in one run on one machine state. Orders go through the `make local` gateway; then the
-order pipeline's throughput (created -> paid per second, against the create rate), the
-created -> paid latency at half the create rate, and the resident memory of the whole local
-stack. Prints the goals of issue 12 (P1-P4) beside the figures and the change against the
-previous run; saves every run to results/bench/<timestamp>.json (PROFILE=1: a flame graph
-per service and scenario beside it).
+least any cached read can cost, the ceiling of P1). The product reads go to gateways this
+script starts for the run (tracing off, sampled 10 %, sampled 100 %, cache off), so the
+tracing overhead is measured in one run on one machine state. Orders go through the
+`make local` gateway; then the order pipeline's throughput (created -> paid per second,
+against the create rate), the created -> paid latency at half the create rate, and the memory
+of the whole local stack. Prints the goals of issue 12 (P1-P4) beside the figures and the
+change against the previous run; saves every run to results/bench/<timestamp>.json
+(PROFILE=1: a flame graph per service and scenario beside it).
 """
 
 import argparse
