@@ -30,7 +30,7 @@ k() { "$BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" "$@"; }
 # shellcheck disable=SC2034  # the variables are read by name by render_template
 render() {
   local COREDNS_IMAGE=perflab-host/coredns:$COREDNS_VERSION
-  local PROMETHEUS_IMAGE=perflab-host/prometheus:2.42
+  local PROMETHEUS_IMAGE=perflab-host/prometheus:$PROMETHEUS_VERSION
   local out
   out=$(mktemp)
   render_template "$1" "$out" COREDNS_IMAGE PROMETHEUS_IMAGE DNS_IP
@@ -47,7 +47,9 @@ overlay() {
   mkdir -p "$dir"
   {
     printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n'
-    printf 'namespace: %s\nresources: [%s]\n' "$namespace" "$upstream"
+    # kustomize takes no absolute resource paths; a relative one may leave the overlay's folder
+    # with --load-restrictor LoadRestrictionsNone.
+    printf 'namespace: %s\nresources: [%s]\n' "$namespace" "$(realpath --relative-to="$dir" "$upstream")"
     printf 'images:\n  - name: %s\n    newName: %s\n    newTag: "%s"\n' "$from" "${to%:*}" "${to##*:}"
     if (($#)); then
       printf 'patches:\n'

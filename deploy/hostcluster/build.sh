@@ -3,15 +3,16 @@
 #   $PERFLAB_CACHE/hostcluster-<versions hash>/bin
 # (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl,
 # coredns, metrics-server, operator, prometheus-config-reloader, kube-router,
-# kube-state-metrics) plus the
+# kube-state-metrics, prometheus) plus the
 # sandbox ("pause") binary compiled from the Kubernetes module's own pause.c.
 #
 # k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces 31 staging modules by local
 # folders), and prometheus-operator replaces two of its own submodules, so one wrapper module
 # requires them all and pins those modules to their published versions. One module means one
-# set of Kubernetes libraries, compiled once for eleven of the twelve programs.
-# metrics-server is built inside its own module, with its own go.sum: in the shared module the
-# Prometheus library the others need is newer than the one its code calls.
+# set of Kubernetes libraries, compiled once for eleven of the thirteen programs.
+# metrics-server and Prometheus are built inside their own modules, with their own go.sum:
+# metrics-server's code needs an older Prometheus library than the operator's, and
+# Prometheus needs a newer one.
 # Idempotent: prints the bin folder and does nothing else when it is complete.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,10 +22,12 @@ source "$here/versions.sh"
 source "$here/../../scripts/lib.sh"
 
 PROGRAMS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
-  coredns metrics-server operator prometheus-config-reloader kube-router kube-state-metrics)
+  coredns metrics-server operator prometheus-config-reloader kube-router kube-state-metrics
+  prometheus)
 # Built in their own module (MODULE@VERSION PACKAGE-IN-IT) instead of the wrapper.
 declare -A OWN_MODULE=(
   [metrics-server]="sigs.k8s.io/metrics-server@$METRICS_SERVER_VERSION ./cmd/metrics-server"
+  [prometheus]="github.com/prometheus/prometheus@$PROMETHEUS_VERSION ./cmd/prometheus"
 )
 declare -A PACKAGE=(
   [coredns]=github.com/coredns/coredns
@@ -33,6 +36,7 @@ declare -A PACKAGE=(
   [prometheus-config-reloader]=github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader
   [kube-router]=github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
   [kube-state-metrics]=k8s.io/kube-state-metrics/v2
+  [prometheus]=github.com/prometheus/prometheus/cmd/prometheus
 )
 for p in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
   PACKAGE[$p]=k8s.io/kubernetes/cmd/$p

@@ -11,8 +11,9 @@
 #   hostcluster.sh snapshot   the host state that `stop` must restore (used by the tests)
 #
 # What runs where (every address below is this host's):
-#   - a dummy interface $NODE_IF holds the node address $NODE_IP, which pods reach through
-#     their bridge's gateway: the apiserver ($NODE_IP:26443), the kubelet ($NODE_IP:10250);
+#   - the node address $NODE_IP is added to lo (a dummy interface needs a kernel module
+#     this kind of machine lacks); pods reach it through their bridge's gateway: the
+#     apiserver ($NODE_IP:26443), the kubelet ($NODE_IP:10250);
 #   - etcd (127.0.0.1:22379), controller-manager, scheduler, kube-proxy, kube-router and
 #     containerd are processes; CoreDNS, metrics-server, the Prometheus Operator, Prometheus and
 #     kube-state-metrics run as pods from images built here;
@@ -27,7 +28,6 @@ source "$here/versions.sh"
 source "$here/../../scripts/lib.sh"
 
 STATE=${HOSTCLUSTER_STATE:-/var/lib/perflab-hostcluster}
-NODE_IF=${HOSTCLUSTER_IF:-perflab0}
 NODE_IP=${HOSTCLUSTER_NODE_IP:-10.250.0.1}
 NODE_NAME=perflab
 POD_CIDR=10.244.0.0/24
@@ -115,7 +115,8 @@ install() {
 # --- host state ----------------------------------------------------------------------------
 # Everything `stop` must put back, one line per fact, sorted: compare two of these with diff.
 snapshot() {
-  local k t ipt
+  local - k t ipt
+  set +e +o pipefail # a fact that cannot be read is simply absent (grep -c of nothing fails)
   for k in "${SYSCTLS[@]}"; do echo "sysctl $k=$(sysctl -n "$k" 2>/dev/null || echo absent)"; done
   for ipt in iptables ip6tables; do
     for t in filter nat mangle raw; do
@@ -137,7 +138,7 @@ save_host() {
   mkdir -p "$STATE"
   local k
   for k in "${SYSCTLS[@]}"; do
-    sysctl -n "$k" >/dev/null 2>&1 && echo "$k=$(sysctl -n "$k")"
+    if sysctl -n "$k" >/dev/null 2>&1; then echo "$k=$(sysctl -n "$k")"; fi
   done >"$STATE/sysctl.orig"
   snapshot | sort >"$STATE/host.before"
 }
@@ -147,7 +148,7 @@ preflight() {
   need_root
   local p holder leftovers=()
   for p in "${PORTS[@]}"; do
-    if port_open 127.0.0.1 "$p" || port_open "$NODE_IP" "$p"; then
+    if port_open 127.0.0.1 "$p"; then
       holder=$(ss -Htlnp "sport = :$p" 2>/dev/null | sed -n 's/.*users:((\("[^"]*"\).*/\1/p' | head -n 1)
       die "hostcluster: port $p is taken${holder:+ by $holder}; stop what holds it, or \`make down PROVIDER=host\` if it is a previous cluster"
     fi
@@ -155,8 +156,9 @@ preflight() {
   for p in "${COMPONENTS[@]}"; do running "$p" && leftovers+=("$p"); done
   ((${#leftovers[@]} == 0)) ||
     die "hostcluster: a previous run is still running (${leftovers[*]}); run \`make down PROVIDER=host\` first"
-  ip link show "$NODE_IF" >/dev/null 2>&1 &&
-    die "hostcluster: interface $NODE_IF exists (left by a previous run?); run \`make down PROVIDER=host\` first"
+  if ip -o addr show dev lo | grep -q " $NODE_IP/"; then
+    die "hostcluster: the node address $NODE_IP is on lo already (left by a previous run?); run \`make down PROVIDER=host\` first"
+  fi
   [[ ! -e $STATE/host.before ]] ||
     die "hostcluster: $STATE holds a previous run's state; run \`make down PROVIDER=host\` first"
   for p in containerd runc etcd ipset iptables conntrack socat debootstrap; do
@@ -268,9 +270,7 @@ EOF
 # --- start ---------------------------------------------------------------------------------
 start_processes() {
   local P=$STATE/pki
-  ip link add "$NODE_IF" type dummy
-  ip addr add "$NODE_IP/32" dev "$NODE_IF"
-  ip link set "$NODE_IF" up
+  ip addr add "$NODE_IP/32" dev lo
 
   daemon dockerd dockerd --data-root "$PERFLAB_CACHE/hostcluster-docker" \
     --exec-root "$STATE/docker/exec" --pidfile "$STATE/docker/dockerd.pid" \
@@ -335,20 +335,32 @@ start_processes() {
   done
 }
 
+start_failed() { # EXIT_STATUS
+  (($1)) || return 0
+  if [[ ${HOSTCLUSTER_KEEP_ON_FAILURE:-0} == 1 ]]; then
+    log "hostcluster: start failed; left running for inspection (HOSTCLUSTER_KEEP_ON_FAILURE=1)"
+    return 0
+  fi
+  log "hostcluster: start failed; stopping what was started (logs: $STATE/logs, kept in $STATE.failed)"
+  rm -rf "$STATE.failed"
+  cp -r "$STATE/logs" "$STATE.failed" 2>/dev/null || true
+  stop_all
+}
+
 start() {
   preflight
   BIN=$(bin_dir)
   export BIN
   save_host
-  # Whatever fails from here on leaves nothing half-started.
-  trap 'log "hostcluster: start failed; stopping what was started"; stop_all' ERR
+  # Whatever fails from here on (a command, or a `die`) leaves nothing half-started.
+  trap 'start_failed $?' EXIT
   pki
   configs
   mkdir -p "$STATE/bin"
   ln -sf "$BIN/kubectl" "$STATE/bin/kubectl"
   start_processes
   "$here/addons.sh" apply
-  trap - ERR
+  trap - EXIT
   log "hostcluster: up. kubectl --kubeconfig $KUBECONFIG_FILE --context $CONTEXT"
 }
 
@@ -396,7 +408,9 @@ remove_new_iptables() { # chains and rules that were not there before start
 }
 
 stop_all() {
-  trap - ERR
+  trap - EXIT
+  local -
+  set +e # every step is attempted, whatever the one before it did
   need_root
   [[ -d $STATE ]] || { log "hostcluster: nothing to stop"; return 0; }
   BIN=${BIN:-$(bin_dir)}
@@ -440,7 +454,7 @@ stop_all() {
     ip netns delete "$ns" 2>/dev/null || true
   done
   ip link delete "$CNI_BRIDGE" 2>/dev/null || true
-  ip link delete "$NODE_IF" 2>/dev/null || true
+  ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true
   ip -o link show | awk -F': ' '$2 ~ /^veth/ {sub(/@.*/, "", $2); print $2}' | while read -r l; do
     [[ -f $STATE/host.before ]] && grep -qx "link $l" "$STATE/host.before" && continue
     ip link delete "$l" 2>/dev/null || true

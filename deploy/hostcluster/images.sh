@@ -8,8 +8,8 @@
 #
 # Bases: a debootstrap'd Debian bookworm (minbase) imported as perflab-host/debian, and
 # perflab-host/python on top of it (the services' PYTHON_IMAGE here). Infrastructure from
-# Debian packages (PostgreSQL, Redis, Prometheus), the cached Kafka jars and Jaeger binary;
-# the add-ons from the programs build.sh compiled. Tags are fixed (the values overlay names
+# Debian packages (PostgreSQL, Redis), the cached Kafka jars and Jaeger binary; the add-ons
+# and Prometheus from the programs build.sh compiled. Tags are fixed (the values overlay names
 # them); Docker's layer cache makes an unchanged rebuild take seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,9 +31,10 @@ declare -A PROGRAM_IMAGE=(
   [operator]=perflab-host/prometheus-operator:$PROM_OPERATOR_VERSION
   [prometheus-config-reloader]=perflab-host/prometheus-config-reloader:$PROM_OPERATOR_VERSION
   [kube-state-metrics]=perflab-host/kube-state-metrics:$KSM_VERSION
+  [prometheus]=perflab-host/prometheus:$PROMETHEUS_VERSION
 )
 INFRA_IMAGES=(perflab-host/postgres:15 perflab-host/redis:7.0 "perflab-host/kafka:$KAFKA_VERSION"
-  "perflab-host/jaeger:$JAEGER_VERSION" perflab-host/prometheus:2.42)
+  "perflab-host/jaeger:$JAEGER_VERSION")
 
 docker() { /usr/bin/docker -H "unix://$STATE/docker/docker.sock" "$@"; }
 has_image() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -84,7 +85,6 @@ infra_images() {
   local ctx=$here/images
   build perflab-host/postgres:15 "$ctx" "$ctx/postgres.Dockerfile"
   build perflab-host/redis:7.0 "$ctx" "$ctx/redis.Dockerfile"
-  build perflab-host/prometheus:2.42 "$ctx" "$ctx/prometheus.Dockerfile"
   # Kafka: the jars install-infra.sh fetched, in a context of their own.
   [[ -f $KAFKA_LIBS/.complete ]] || die "images: Kafka jars missing in $KAFKA_LIBS; run scripts/install-infra.sh"
   local kctx
