@@ -30,7 +30,7 @@ declare -A OWN_MODULE=(
   [prometheus]="github.com/prometheus/prometheus@$PROMETHEUS_VERSION ./cmd/prometheus"
 )
 declare -A PACKAGE=(
-  [coredns]=github.com/coredns/coredns
+  [coredns]=perflab.local/hostcluster/cmd/coredns # deploy/hostcluster/coredns/main.go
   [metrics-server]=sigs.k8s.io/metrics-server/cmd/metrics-server
   [operator]=github.com/prometheus-operator/prometheus-operator/cmd/operator
   [prometheus-config-reloader]=github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader
@@ -72,10 +72,13 @@ write_module() { # DIR
   {
     printf '//go:build tools\n\npackage tools\n\nimport (\n'
     for p in "${PROGRAMS[@]}"; do
-      [[ -n ${OWN_MODULE[$p]:-} ]] || printf '\t_ "%s"\n' "${PACKAGE[$p]}"
+      [[ -n ${OWN_MODULE[$p]:-} || ${PACKAGE[$p]} == perflab.local/* ]] ||
+        printf '\t_ "%s"\n' "${PACKAGE[$p]}"
     done
     printf ')\n'
   } >"$dir/tools.go"
+  mkdir -p "$dir/cmd/coredns"
+  cp "$here/coredns/main.go" "$dir/cmd/coredns/main.go"
 }
 
 main() {

@@ -325,6 +325,7 @@ start_processes() {
     --run-service-proxy=false --enable-cni=false --enable-ipv6=false \
     --metrics-port=0 --health-port=0
   local port
+  [[ ${HOSTCLUSTER_FORWARD_PORTS:-1} == 1 ]] || return 0
   for port in "${!HOST_PORTS[@]}"; do
     if port_open 127.0.0.1 "$port"; then
       log "hostcluster: WARNING: localhost:$port is taken; use the NodePort, localhost:${HOST_PORTS[$port]}"
