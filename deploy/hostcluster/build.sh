@@ -81,6 +81,23 @@ write_module() { # DIR
   cp "$here/coredns/main.go" "$dir/cmd/coredns/main.go"
 }
 
+# go_build DIR LOG ARGS...: `go build ARGS` in DIR, a progress line every 30 s.
+go_build() {
+  local dir=$1 build_log=$2 pid waited=0
+  shift 2
+  (cd "$dir" && go build -v -trimpath "$@") >>"$build_log" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    ((++waited % 30)) ||
+      log "hostcluster: still building after ${waited}s, $(grep -vc '^go: ' "$build_log" || true) packages compiled"
+  done
+  wait "$pid" || {
+    tail -n 30 "$build_log" >&2
+    die "hostcluster: build failed; see $build_log"
+  }
+}
+
 main() {
   command -v go >/dev/null || die "the go command is needed to build the host cluster"
   local dir bin missing=() p start=$SECONDS
@@ -113,20 +130,7 @@ main() {
     [[ $p == pause || -n ${OWN_MODULE[$p]:-} ]] || pkgs+=("${PACKAGE[$p]}")
   done
   if ((${#pkgs[@]})); then
-    (cd "$dir/src" && go build -v -trimpath -ldflags "$ldflags" -o "$bin/" "${pkgs[@]}") \
-      >>"$dir/build.log" 2>&1 &
-    local pid=$! waited=0
-    while kill -0 "$pid" 2>/dev/null; do
-      sleep 1
-      ((++waited % 30)) ||
-        log "hostcluster: still building after ${waited}s, $(grep -vc '^go: ' "$dir/build.log" || true) packages compiled"
-    done
-    wait "$pid" || {
-      tail -n 30 "$dir/build.log" >&2
-      die "hostcluster: build failed; see $dir/build.log"
-    }
-    # `go build -o DIR` names a binary after its package's folder: the module root of
-    # CoreDNS is "coredns" already; nothing to rename.
+    go_build "$dir/src" "$dir/build.log" -ldflags "$ldflags" -o "$bin/" "${pkgs[@]}"
   fi
   for p in "${!OWN_MODULE[@]}"; do
     [[ ! -x $bin/$p ]] || continue
@@ -134,10 +138,7 @@ main() {
     read -r module package <<<"${OWN_MODULE[$p]}"
     src=$(cd / && go mod download -json "$module" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
     log "hostcluster: building $p in its own module $module"
-    (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$bin/$p" "$package") >>"$dir/build.log" 2>&1 || {
-      tail -n 30 "$dir/build.log" >&2
-      die "hostcluster: building $p failed; see $dir/build.log"
-    }
+    go_build "$src" "$dir/build.log" -ldflags "-s -w" -o "$bin/$p" "$package"
   done
   if [[ ! -x $bin/pause ]]; then
     command -v gcc >/dev/null || die "hostcluster: gcc is needed for the pause binary"
