@@ -8,6 +8,7 @@
 #                             NetworkPolicy controller, Prometheus Operator, kube-state-metrics)
 #   hostcluster.sh stop       everything down; the host put back as it was before `start`
 #   hostcluster.sh status     what runs
+#   hostcluster.sh running    exit status 0 when the cluster runs
 #   hostcluster.sh snapshot   the host state that `stop` must restore (used by the tests)
 #
 # What runs where (every address below is this host's):
@@ -490,11 +491,12 @@ case "${1:-}" in
   start) start ;;
   stop) stop_all ;;
   status) status ;;
+  running) running kube-apiserver && running kubelet ;;
   snapshot) snapshot | sort ;;
   import-image) "$here/images.sh" load "$2" ;;
   kubeconfig) echo "$KUBECONFIG_FILE" ;;
   *)
-    echo "usage: $0 install|build|start|stop|status|snapshot|kubeconfig|import-image IMAGE" >&2
+    echo "usage: $0 install|build|start|stop|status|running|snapshot|kubeconfig|import-image IMAGE" >&2
     exit 2
     ;;
 esac

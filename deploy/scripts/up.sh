@@ -49,7 +49,7 @@ case "$provider" in
     export KUBECONFIG
     KUBECONFIG=$("$hostcluster" kubeconfig)
     step "host cluster"
-    if "$hostcluster" status | grep -q '^kubelet: running'; then
+    if "$hostcluster" running; then
       echo "running; reusing it"
     else
       "$hostcluster" start
