@@ -30,4 +30,5 @@ if [[ ${1:-} == prebuild ]]; then
   setsid nohup nice -n 19 deploy/hostcluster/build.sh >"$LOG_DIR/hostcluster-build.log" 2>&1 </dev/null &
   exit 0
 fi
-exec .venv/bin/python -m pytest deploy/hostcluster/tests -p no:cacheprovider -v "$@"
+# -s: the long steps (make up, the spike) show their progress as they run.
+exec .venv/bin/python -m pytest deploy/hostcluster/tests -p no:cacheprovider -v -s "$@"

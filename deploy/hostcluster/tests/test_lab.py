@@ -21,8 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from dashboards.queries import load_dashboards, panels, substitute, variable_values
+from dashboards.queries import (
+    CLUSTER_ONLY_FILE,
+    load_dashboards,
+    panels,
+    substitute,
+    variable_values,
+)
 from deploy.hostcluster.tests.harness import (
     GATEWAY,
     JAEGER,
@@ -280,17 +287,20 @@ def test_pods_deleted_during_load_lose_and_double_charge_nothing(lab: Lab) -> No
     )
     twice = [order for order, n in charges if int(n) > 1]
     lost = len(acknowledged) - found
-    uncharged = statuses.get("PAID", 0) - len(charges)
+    # Every settled order has its one payment: PAID ones a charge, PAYMENT_FAILED ones the
+    # processor's decline (the simulator declines a share on purpose).
+    without_payment = found - len(charges)
     record(
         "worker + orders pods deleted under load",
-        lost == 0 and not twice and uncharged == 0,
+        lost == 0 and not twice and without_payment == 0,
         f"{len(acknowledged)} orders acknowledged, {lost} lost, {len(twice)} charged twice, "
-        f"statuses {statuses}; {failures} failed attempts retried; "
-        f"replacements Ready {recovered:.0f} s after the deletion",
+        f"{without_payment} without a payment, statuses {statuses}; {failures} failed attempts "
+        f"retried; replacements Ready {recovered:.0f} s after the deletion",
     )
     assert lost == 0, f"{lost} acknowledged orders are missing"
     assert not twice, f"charged twice: {twice}"
-    assert uncharged == 0 and statuses.get("PAID") == found, statuses
+    assert without_payment == 0, f"{without_payment} settled orders have no payment"
+    assert set(statuses) <= {"PAID", "PAYMENT_FAILED"}, statuses
 
 
 def query_range(expr: str, minutes: int) -> bool:
@@ -308,31 +318,51 @@ def query_range(expr: str, minutes: int) -> bool:
     )
 
 
+def not_deployed_exporters() -> set[str]:
+    """Exporters dashboards/cluster_only.yml says nothing deploys yet (their panels sit in a
+    collapsed row on every provider)."""
+    spec = yaml.safe_load(CLUSTER_ONLY_FILE.read_text())["exporters"]
+    return {name for name, info in spec.items() if str(info["deployed"]).startswith("not yet")}
+
+
 def test_dashboard_queries_return_data(lab: Lab) -> None:
-    """Every panel of every dashboard (Grafana's variables substituted, each service for the
-    Service dashboard) returns data from the in-cluster Prometheus over the load just run.
-    The load generator's panels need Locust in the cluster (LOCUST=1), which this test does
-    not deploy."""
-    missing, checked, skipped = [], 0, 0
+    """Every panel of every dashboard returns data from the in-cluster Prometheus over the
+    load just run, with Grafana's variables substituted. As in the local check
+    (tests/dashboards/test_live.py): each query returns data for some choice of the service
+    variable, and the panel returns data for every choice. Not checked, and counted in the
+    table: the load generator's panels (they need Locust in the cluster, LOCUST=1) and those
+    of exporters nothing deploys yet."""
+    undeployed = not_deployed_exporters()
+    missing: list[str] = []
+    checked, loadgen, not_deployed = 0, 0, 0
     for dashboard in load_dashboards():
         defaults = variable_values(dashboard)
         service_variable = any(v["name"] == "service" for v in dashboard["templating"]["list"])
         choices = [{**defaults, "service": s} for s in SERVICES] if service_variable else [defaults]
         for panel in panels(dashboard):
             if panel.source == "loadgen":
-                skipped += 1
+                loadgen += 1
+                continue
+            if set(panel.source.removeprefix("cluster:").split("+")) <= undeployed:
+                not_deployed += 1
                 continue
             checked += 1
-            for target, values in itertools.product(panel.json["targets"], choices):
-                expr = substitute(target["expr"], values)
-                if not query_range(expr, minutes=15):
-                    service = values.get("service", "")
-                    missing.append(f"{panel} [{service}] {target['refId']}: {expr}")
+            data = {
+                (t["refId"], i): query_range(substitute(t["expr"], values), minutes=15)
+                for t, (i, values) in itertools.product(panel.json["targets"], enumerate(choices))
+            }
+            for t in panel.json["targets"]:
+                if not any(data[(t["refId"], i)] for i in range(len(choices))):
+                    missing.append(f"{panel} query {t['refId']}: {t['expr']}")
+            for i, values in enumerate(choices):
+                if not any(data[(t["refId"], i)] for t in panel.json["targets"]):
+                    missing.append(f"{panel} for {values.get('service')}: no query has data")
     record(
         "dashboards' queries have data",
         not missing,
-        f"{checked - len({m.split(' [')[0] for m in missing})}/{checked} panels with data "
-        f"({skipped} load-generator panels need LOCUST=1)",
+        f"{checked - len({m.split(' query ')[0].split(' for ')[0] for m in missing})}/{checked} "
+        f"panels with data; not checked: {loadgen} load-generator panels (LOCUST=1), "
+        f"{not_deployed} of exporters not deployed yet ({', '.join(sorted(undeployed))})",
     )
     assert not missing, "queries without data:\n" + "\n".join(missing)
 
