@@ -314,7 +314,8 @@ start_processes() {
   "$here/images.sh" load
   daemon kubelet "$BIN/kubelet" --config="$STATE/kubelet.yaml" --kubeconfig="$STATE/kubelet.kubeconfig" \
     --root-dir="$STATE/kubelet" --cert-dir="$STATE/kubelet/pki" --hostname-override="$NODE_NAME" \
-    --node-ip="$NODE_IP"
+    --node-ip="$NODE_IP" --containerd="$CTRD_SOCK" # cAdvisor's own containerd client: without
+  # it, container metrics have no container/pod labels (the dashboards' CPU and memory panels)
   daemon kube-proxy "$BIN/kube-proxy" --config="$STATE/kube-proxy.yaml"
   k create clusterrolebinding perflab-kube-proxy --clusterrole=system:node-proxier \
     --user=system:kube-proxy >/dev/null
