@@ -91,7 +91,7 @@ EXPERIMENT = Experiment(
         "kind runs every pod on one node: added replicas share the laptop's cores with "
         "everything else, so scaling out helps only as far as the node has idle CPU.",
         f"The CPU per request is the cpu_burn_ms fault ({BURN_MS} ms), not real work.",
-        "Not run on the machine this lab is built on (no Docker): the kind path is verified "
-        "against the chart and with a fake kubectl, not on a cluster.",
+        "On the machine this lab is built on it runs on the host cluster (PROVIDER=host): one "
+        "2-core node shared by the control plane, the infrastructure and the load generator.",
     ),
 )
