@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from deploy.hostcluster.tests.harness import REPO, RESULTS, ROWS, Lab, MemoryPeak, run, snapshot
+from deploy.hostcluster.tests.harness import (
+    REPO,
+    RESULTS,
+    ROWS,
+    TOTALS,
+    Lab,
+    MemoryPeak,
+    run,
+    snapshot,
+)
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +46,7 @@ def lab() -> Iterator[Lab]:
         peak = memory.stop()
         state.timings["total"] = time.monotonic() - started
         state.timings["peak_memory_gib"] = peak / 2**30
+        TOTALS.update(state.timings)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -47,7 +57,19 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(f"{'check':<{width}}  result  figures")
     for check, result, figures in ROWS:
         terminalreporter.write_line(f"{check:<{width}}  {result:<6}  {figures}")
+    if TOTALS:
+        terminalreporter.write_line(
+            f"wall time {TOTALS['total']:.0f} s (programs built or found {TOTALS['build']:.0f} s, "
+            f"make up {TOTALS['up']:.0f} s); peak memory used on the host "
+            f"{TOTALS['peak_memory_gib']:.1f} GiB above what was used before"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "report.json").write_text(
-        json.dumps([dict(zip(("check", "result", "figures"), r, strict=True)) for r in ROWS]) + "\n"
+        json.dumps(
+            {
+                "checks": [dict(zip(("check", "result", "figures"), r, strict=True)) for r in ROWS],
+                "totals": TOTALS,
+            }
+        )
+        + "\n"
     )

@@ -28,6 +28,8 @@ PROMETHEUS = "http://127.0.0.1:30090"
 JAEGER = "http://127.0.0.1:30686"
 
 ROWS: list[tuple[str, str, str]] = []
+# Wall time and memory of the whole run, filled in when the cluster is gone.
+TOTALS: dict[str, float] = {}
 
 
 def record(check: str, passed: bool, figures: str) -> None:
