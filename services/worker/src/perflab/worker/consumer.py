@@ -131,6 +131,21 @@ class _Partition:
     failed: bool = False  # paused; rewound once its tasks are finished
     revoked: bool = False
     committed: int | None = None
+    # Offsets started, ascending, with their outcome so far: True dead-lettered, False
+    # processed, None in hand. The dead-letter guard counts runs in this order, not in the
+    # order messages finish (a quick dead letter may finish before a slow success below it).
+    outcomes: dict[int, bool | None] = field(default_factory=dict)
+
+    def dead_letter_run(self, offset: int) -> int:
+        """Marks `offset` dead-lettered; the dead letters in a row ending at it, in offset
+        order (a message in hand or processed below it ends the run)."""
+        self.outcomes[offset] = True
+        run = 0
+        for earlier in reversed([o for o in self.outcomes if o <= offset]):
+            if self.outcomes[earlier] is not True:
+                break
+            run += 1
+        return run
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):
@@ -174,7 +189,6 @@ class OrderEventsConsumer:
         self._in_flight = 0
         self._slot_free = asyncio.Event()
         self._last_commit = clock()
-        self._consecutive_dead_letters = 0
         self._fatal: BaseException | None = None
         self._stopping = asyncio.Event()
         self._paused_until: dict[TopicPartition, float] = {}
@@ -231,6 +245,9 @@ class OrderEventsConsumer:
             return  # fetched before the pause: it is redelivered after the rewind
         CONSUMED.labels(tp.topic).inc()
         state.tracker.start(message.offset)
+        state.outcomes[message.offset] = None
+        while len(state.outcomes) > 4 * (self._max_in_flight + self._dlq_max):
+            del state.outcomes[next(iter(state.outcomes))]  # long past: forget the oldest
         previous = state.chains.get(message.key)
         task = asyncio.create_task(self._process(tp, state, message, previous))
         state.chains[message.key] = task
@@ -255,7 +272,7 @@ class OrderEventsConsumer:
                 return _Outcome.SKIPPED  # order per key: never past an unfinished message
         if self._stopping.is_set() or state.failed or state.revoked:
             return _Outcome.SKIPPED
-        if not await self._handle(message):
+        if not await self._handle(state, message):
             return _Outcome.FAILED
         return _Outcome.DONE
 
@@ -310,7 +327,7 @@ class OrderEventsConsumer:
             if tp in self._consumer.assignment():
                 self._consumer.resume(tp)
 
-    async def _handle(self, message: ConsumerRecord) -> bool:
+    async def _handle(self, state: _Partition, message: ConsumerRecord) -> bool:
         """True when the message is done with (processed or dead-lettered)."""
         headers = {k: v.decode(errors="replace") for k, v in (message.headers or ())}
         started = time.perf_counter()
@@ -345,12 +362,12 @@ class OrderEventsConsumer:
                             return False
                         RETRIES.labels(message.topic).inc()
                         await asyncio.sleep(self._retry.delay(attempt))
-                self._consecutive_dead_letters = 0
+                state.outcomes[message.offset] = False
                 return True
             except PermanentError as exc:
                 outcome = "dead_lettered"
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-                await self._dead_letter(message, str(exc))
+                await self._dead_letter(state, message, str(exc))
                 return True
             finally:
                 observe(
@@ -360,11 +377,11 @@ class OrderEventsConsumer:
                     outcome=outcome,
                 )
 
-    async def _dead_letter(self, message: ConsumerRecord, reason: str) -> None:
-        self._consecutive_dead_letters += 1
-        if self._consecutive_dead_letters > self._dlq_max:
+    async def _dead_letter(self, state: _Partition, message: ConsumerRecord, reason: str) -> None:
+        run = state.dead_letter_run(message.offset)
+        if run > self._dlq_max:
             raise DeadLetterStorm(
-                f"{self._consecutive_dead_letters} messages in a row could not be processed; "
+                f"{run} messages in a row could not be processed; "
                 "stopping instead of dead-lettering the whole topic"
             )
         headers = [
