@@ -102,10 +102,22 @@ test-cluster: venv ## The lab on a real Kubernetes built on this host (root): up
 test-unit: venv ## Unit tests only (no infrastructure needed).
 	$(PY) -m pytest -m "not integration and not e2e"
 
+# PROFILE=1: `make bench` records a flame graph per service beside its figures.
+PROFILE ?=
+SERVICE ?=
+SECONDS ?= 30
+# FORMAT=speedscope: a speedscope.app profile instead of the SVG flame graph.
+FORMAT ?= flamegraph
+
 .PHONY: bench
-bench: venv ## Benchmark against the local stack: figures, not pass/fail.
+bench: venv ## Benchmark the local stack: P1-P4 against their goals, the change since the last run (results/bench/) [PROFILE=1].
 	@command -v wrk >/dev/null || apt-get install -y -q wrk
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(if $(PROFILE),--profile)
+
+.PHONY: profile
+profile: venv ## Flame graph of a running local service while load runs: make profile SERVICE=orders SECONDS=30 [FORMAT=speedscope]
+	@[ -n "$(SERVICE)" ] || { echo "usage: make profile SERVICE=gateway|orders|payments|worker [SECONDS=30]"; exit 2; }
+	$(PY) scripts/flamegraph.py $(SERVICE) --seconds $(SECONDS) --format $(FORMAT) --target $(TARGET)
 
 .PHONY: audit
 audit: venv ## Known vulnerabilities in constraints.txt (pip-audit; offline safety-db when unreachable); allow-list: .pip-audit-ignore.

@@ -33,6 +33,7 @@ async def stack(
             topic_prefix=await fresh_topics(infra),
             redis_prefix=unique() + ":",
             consumer_group=unique("e2e-worker-"),
+            trace_sample="1.0",  # the tests look traces up in Jaeger
             extra_env={
                 "payments": {
                     "PAYMENT_DECLINE_RATE": "0",

@@ -48,3 +48,26 @@ async def test_a_request_waiting_for_a_connection_is_counted_and_timed(orders_db
         assert slow - slow_before == 1
     finally:
         await engine.dispose()
+
+
+async def test_a_connection_the_server_closed_is_replaced_at_checkout(orders_db: str) -> None:
+    """What a PostgreSQL restart does to a pooled connection, without a restart: its backend
+    is terminated while it sits in the pool. The next request still succeeds."""
+    engine = create_engine(
+        DatabaseSettings(database_url=orders_db, db_pool_size=1, db_max_overflow=0)
+    )
+    try:
+        async with engine.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        killer = create_engine(DatabaseSettings(database_url=orders_db))
+        try:
+            async with killer.connect() as conn:
+                assert (await conn.execute(text(f"SELECT pg_terminate_backend({pid})"))).scalar()
+        finally:
+            await killer.dispose()
+        await asyncio.sleep(0.2)  # the goodbye reaches the pooled connection
+        async with engine.connect() as conn:
+            new_pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert new_pid != pid
+    finally:
+        await engine.dispose()

@@ -229,3 +229,23 @@ def test_remaining_budget_never_exceeds_the_cap_or_the_deadline() -> None:
         assert remaining_budget(0.5) == 0.5
     finally:
         _deadline.reset(token)
+
+
+def test_every_api_route_is_rate_limited() -> None:
+    """The limit is declared per route (product reads combine it with the cache look-up), so
+    a route added without it would be unlimited: this catches that."""
+    from fastapi.routing import APIRoute
+
+    from perflab.gateway.deps import rate_limit, rate_limit_and_read_product
+    from perflab.gateway.routes import router
+
+    def calls(dependant: Any) -> set[Any]:
+        found = {dependant.call}
+        for sub in dependant.dependencies:
+            found |= calls(sub)
+        return found
+
+    routes = [r for r in router.routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 5
+    for route in routes:
+        assert calls(route.dependant) & {rate_limit, rate_limit_and_read_product}, route.path

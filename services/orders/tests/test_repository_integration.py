@@ -64,6 +64,8 @@ async def test_an_order_is_saved_with_its_items_and_one_outbox_event(
         events = (await s.scalars(select(OutboxEvent))).all()
     assert len(events) == 1
     assert events_pb2.OrderCreated.FromString(events[0].payload).order_id == str(order.id)
+    assert events[0].key == str(order.id) and events[0].topic == "t.orders.created"
+    assert isinstance(events[0].headers, dict)  # the trace context, as a JSON object
 
 
 async def test_unknown_products_leave_no_trace(
@@ -115,6 +117,24 @@ async def test_payment_results_apply_once(repo: Repository) -> None:
     assert paid.status == "PAID"
     again = await repo.apply_payment_result(str(order.id), False, "pay-2", "declined")
     assert again.status == "PAID" and again.failure_reason is None
+
+
+def as_stored(order: Order) -> tuple[object, ...]:
+    return (
+        order.id, order.customer_id, order.status, order.total_cents, order.currency,
+        order.payment_id, order.failure_reason, order.created_at, order.updated_at,
+        [(i.product_id, i.quantity, i.unit_price_cents) for i in order.items],
+    )  # fmt: skip
+
+
+async def test_the_orders_returned_without_a_read_back_are_what_the_database_holds(
+    repo: Repository,
+) -> None:
+    created, _ = await repo.create_order("c1", [NewItem(7, 3), NewItem(3, 1)])
+    assert as_stored(created) == as_stored(await repo.get_order(str(created.id)))
+    declined = await repo.apply_payment_result(str(created.id), False, "pay-9", "card declined")
+    assert declined.status == "PAYMENT_FAILED" and declined.failure_reason == "card declined"
+    assert as_stored(declined) == as_stored(await repo.get_order(str(created.id)))
 
 
 async def test_relay_publishes_outbox_events_to_kafka_and_empties_the_outbox(

@@ -9,7 +9,12 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from perflab.contracts.events.v1 import events_pb2
-from perflab.worker.consumer import DeadLetterStorm, OrderEventsConsumer, RetryPolicy
+from perflab.worker.consumer import (
+    DeadLetterStorm,
+    OffsetTracker,
+    OrderEventsConsumer,
+    RetryPolicy,
+)
 from perflab.worker.payment_flow import (
     CircuitOpen,
     PermanentError,
@@ -22,8 +27,13 @@ TOPIC = "orders.created"
 TP = TopicPartition(TOPIC, 0)
 
 
-def record(offset: int, value: bytes) -> ConsumerRecord:  # type: ignore[type-arg]
-    return ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", value, None, len(value), 1, [])
+def record(offset: int, value: bytes, key: bytes = b"k") -> ConsumerRecord:  # type: ignore[type-arg]
+    return ConsumerRecord(TOPIC, 0, offset, 0, 0, key, value, None, len(value), 1, [])
+
+
+def keyed(offset: int, order_id: str) -> ConsumerRecord:  # type: ignore[type-arg]
+    """An event keyed by its order id, as the outbox publishes them."""
+    return record(offset, event(order_id), order_id.encode())
 
 
 def event(order_id: str) -> bytes:
@@ -43,9 +53,15 @@ class FakeConsumer:
     def subscribe(self, topics: list[str], listener: Any) -> None:
         pass
 
-    async def getmany(self, timeout_ms: int) -> dict[TopicPartition, list[ConsumerRecord]]:  # type: ignore[type-arg]
+    async def getmany(  # type: ignore[type-arg]
+        self, timeout_ms: int, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        await asyncio.sleep(0)  # as a real poll, let the messages in hand run
         if not self.batches:
-            self.owner[0].stop()  # nothing left: end the run
+            if self.owner[0].in_flight:
+                await asyncio.sleep(0.001)  # a poll that found nothing new
+            else:
+                self.owner[0].stop()  # nothing left: end the run
             return {}
         return {TP: self.batches.popleft()}
 
@@ -106,6 +122,7 @@ def make(batches: list[list[ConsumerRecord]], flow: ScriptedFlow, **kw: Any):  #
         retry=RetryPolicy(kw.get("attempts", 3), 0.001, 0.002, 60),
         commit_interval=0,
         dead_letter_max_consecutive=kw.get("dlq_max", 5),
+        max_in_flight=kw.get("max_in_flight", 64),
     )
     owner.append(worker)
     return worker, consumer, producer
@@ -215,3 +232,177 @@ async def test_an_open_circuit_rests_the_partition_without_burning_retries() -> 
     assert flow.calls == ["a"]  # no retries against an open circuit
     assert consumer.seeks == [0] and TP in consumer.paused
     assert producer.sent == []
+
+
+# --- Concurrency within a partition -------------------------------------------------------
+
+
+def test_the_committable_offset_never_passes_an_unfinished_one() -> None:
+    tracker = OffsetTracker()
+    assert tracker.committable() is None
+    for offset in (5, 6, 7, 8):
+        tracker.start(offset)
+    tracker.done(7)
+    tracker.done(6)
+    assert tracker.committable() == 5  # 6 and 7 are done, 5 is not
+    tracker.done(5)
+    assert tracker.committable() == 8
+    tracker.done(8)
+    assert tracker.committable() == 9
+    assert len(tracker) == 0
+
+
+def test_a_rewound_tracker_commits_the_rewind_point_until_new_work_is_done() -> None:
+    tracker = OffsetTracker(next_offset=3)
+    assert tracker.committable() == 3
+    tracker.start(3)
+    tracker.start(4)
+    tracker.done(4)
+    assert tracker.committable() == 3
+    tracker.done(3)
+    assert tracker.committable() == 5
+
+
+class GatedFlow(ScriptedFlow):
+    """Holds each listed order until the orders it waits for are processed, and records the
+    commits the worker makes meanwhile."""
+
+    def __init__(self, waits: dict[str, set[str]]):
+        super().__init__({})
+        self.waits = waits
+        self.finished: list[str] = []
+        self.changed = asyncio.Event()
+        self.commits_while_waiting: list[dict[TopicPartition, int]] = []
+        self.worker: OrderEventsConsumer | None = None
+
+    async def process(self, ev: events_pb2.OrderCreated) -> None:
+        async with asyncio.timeout(5):  # without concurrency this would never be released
+            while not self.waits.get(ev.order_id, set()) <= set(self.finished):
+                self.changed.clear()
+                await self.changed.wait()
+        if ev.order_id in self.waits and self.worker is not None:
+            await self.worker.commit()  # a periodic commit while this one is unfinished
+        try:
+            await super().process(ev)
+        finally:
+            self.finished.append(ev.order_id)
+            self.changed.set()
+
+
+async def test_different_orders_of_one_partition_are_processed_concurrently() -> None:
+    flow = GatedFlow({"a": {"b", "c"}})  # a finishes only after b and c, which come later
+    worker, consumer, _ = make([[keyed(0, "a"), keyed(1, "b"), keyed(2, "c")]], flow)
+    flow.worker = worker
+    await worker.run()
+    assert flow.finished == ["b", "c", "a"]
+    # b and c were done while a was not: no commit went past a.
+    assert all(c[TP] == 0 for c in consumer.commits[:-1])
+    assert consumer.commits[-1] == {TP: 3}
+
+
+async def test_messages_of_one_order_are_processed_in_offset_order() -> None:
+    log: list[str] = []
+
+    class Timed(ScriptedFlow):
+        async def process(self, ev: events_pb2.OrderCreated) -> None:
+            log.append(f"start {ev.order_id}")
+            await asyncio.sleep(0.01)
+            log.append(f"end {ev.order_id}")
+
+    # x1 and x2 belong to order x (same key), z to another order.
+    messages = [record(0, event("x1"), b"x"), record(1, event("x2"), b"x"), keyed(2, "z")]
+    worker, consumer, _ = make([messages], Timed({}))
+    await worker.run()
+    assert log.index("start x2") > log.index("end x1")  # x2 waited for x1
+    assert log.index("start z") < log.index("end x1")  # z did not wait for order x
+    assert consumer.commits[-1] == {TP: 3}
+
+
+async def test_a_failed_message_rewinds_its_partition_below_later_finished_ones() -> None:
+    flow = ScriptedFlow({"b": [TransientError("down")] * 3})
+    worker, consumer, producer = make(
+        [[keyed(0, "a"), keyed(1, "b"), keyed(2, "c"), record(3, event("b2"), b"b")]], flow
+    )
+    await worker.run()
+    assert sorted(flow.calls) == ["a", "b", "b", "b", "c"]  # c (another order) went on
+    assert "b2" not in flow.calls  # b's next message waits for b
+    assert consumer.seeks == [1] and TP in consumer.paused
+    assert consumer.commits[-1] == {TP: 1}  # c is redelivered; it changes nothing the 2nd time
+    assert producer.sent == []
+
+
+async def test_revocation_finishes_the_messages_in_hand_and_commits_them() -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    class Held(ScriptedFlow):
+        async def process(self, ev: events_pb2.OrderCreated) -> None:
+            if ev.order_id == "slow":
+                started.set()
+                await release.wait()
+            await super().process(ev)
+
+    flow = Held({})
+    worker, consumer, _ = make([], flow)
+    worker._schedule(TP, keyed(0, "fast"))
+    worker._schedule(TP, keyed(1, "slow"))
+    worker._schedule(TP, record(2, event("after-slow"), b"slow"))
+    await started.wait()
+    revoke = asyncio.create_task(worker.commit_on_revoke([TP]))
+    await asyncio.sleep(0.01)
+    assert not revoke.done()  # waits for the message in hand
+    release.set()
+    await revoke
+    assert flow.calls == ["fast", "slow"]  # nothing new started once revoked
+    assert consumer.commits == [{TP: 2}]
+
+
+async def test_in_flight_messages_are_bounded() -> None:
+    active = 0
+    most = 0
+
+    class Counting(ScriptedFlow):
+        async def process(self, ev: events_pb2.OrderCreated) -> None:
+            nonlocal active, most
+            active += 1
+            most = max(most, active)
+            await asyncio.sleep(0.005)
+            active -= 1
+
+    batch = [keyed(i, f"o{i}") for i in range(20)]
+
+    class Limited(FakeConsumer):
+        async def getmany(  # type: ignore[type-arg]
+            self, timeout_ms: int, max_records: int | None = None
+        ) -> dict[TopicPartition, list[ConsumerRecord]]:
+            await asyncio.sleep(0)
+            if not self.batches:
+                if self.owner[0].in_flight:
+                    await asyncio.sleep(0.001)
+                else:
+                    self.owner[0].stop()
+                return {}
+            assert max_records is not None
+            taken = self.batches[0][:max_records]
+            del self.batches[0][:max_records]
+            if not self.batches[0]:
+                self.batches.popleft()
+            return {TP: taken}
+
+    owner: list[Any] = []
+    consumer = Limited([batch], owner)
+    worker = OrderEventsConsumer(
+        consumer,  # type: ignore[arg-type]
+        FakeProducer(),  # type: ignore[arg-type]
+        Counting({}),  # type: ignore[arg-type]
+        topic=TOPIC,
+        dead_letter_topic=TOPIC + ".dlq",
+        retry=RetryPolicy(3, 0.001, 0.002, 60),
+        commit_interval=0,
+        dead_letter_max_consecutive=5,
+        max_in_flight=4,
+    )
+    owner.append(worker)
+    await worker.run()
+    assert 1 < most <= 4
+    assert consumer.commits[-1] == {TP: 20}

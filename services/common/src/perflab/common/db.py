@@ -6,7 +6,7 @@ from typing import Any
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from prometheus_client import Gauge, Histogram
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, QueuePool
@@ -61,18 +61,33 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        pool_pre_ping=True,  # a restarted PostgreSQL costs one failed ping, not a failed request
         poolclass=WaitTimedPool,
         connect_args={"server_settings": server_settings},
     )
     SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
     _time_statements(engine)
+    _skip_closed_connections(engine)
     pool = engine.sync_engine.pool
     if isinstance(pool, QueuePool):
         DB_CONNECTIONS_USAGE.labels("used").set_function(pool.checkedout)
         DB_CONNECTIONS_USAGE.labels("idle").set_function(pool.checkedin)
         DB_CONNECTIONS_MAX.set(settings.db_pool_size + settings.db_max_overflow)
     return engine
+
+
+def _skip_closed_connections(engine: AsyncEngine) -> None:
+    """A pooled connection the server has closed (PostgreSQL restarted, or the backend was
+    terminated) is replaced at checkout, so a restart costs no failed request.
+
+    Instead of `pool_pre_ping`, which on asyncpg is three round trips per checkout (BEGIN, a
+    query, ROLLBACK; a third of the orders service's database round trips in its profile):
+    asyncpg reads the server's goodbye and the socket's end as they arrive, so a closed
+    connection is known locally, without asking the server."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed this pooled connection")
 
 
 def _time_statements(engine: AsyncEngine) -> None:

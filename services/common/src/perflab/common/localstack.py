@@ -111,6 +111,10 @@ class StackConfig:
     topic_prefix: str = ""
     redis_prefix: str = ""
     consumer_group: str = "perflab-worker"
+    # Share of traces kept: 10 % by default, so load tests and experiments measure the
+    # services rather than the span exporter; TRACE_SAMPLE=1 keeps every trace (demos, tests
+    # that look traces up).
+    trace_sample: str = field(default_factory=lambda: _env("TRACE_SAMPLE", "0.1"))
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def env(self, service: str) -> dict[str, str]:
@@ -118,6 +122,8 @@ class StackConfig:
         common = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{i.host}:{i.otlp_grpc}",
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": self.trace_sample,
             "KAFKA_BOOTSTRAP_SERVERS": i.kafka_bootstrap,
             "KAFKA_TOPIC_PREFIX": self.topic_prefix,
             "FAULTS_REDIS_URL": i.redis_url,

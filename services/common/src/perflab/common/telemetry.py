@@ -2,7 +2,8 @@
 
 The exporter endpoint, headers and sampler come from the standard `OTEL_*` environment
 variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG), so
-sampling is a deployment decision: always-on locally, a ratio for heavy load tests.
+sampling is a deployment decision (`make local` and the experiments keep 10 %, the SDK's
+default is every trace).
 """
 
 from collections.abc import Callable
@@ -30,6 +31,10 @@ def setup_tracing(service_name: str, enabled: bool = True) -> Callable[[], None]
 
 
 def current_trace_id() -> str:
-    """Hex trace id of the active span, or "" when there is none."""
+    """Hex trace id of the active span when its trace is sampled (Jaeger will have it), else "".
+
+    An unsampled span still has a valid trace id; an exemplar or an X-Trace-Id naming it would
+    link to a trace nobody kept.
+    """
     ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else ""
+    return format(ctx.trace_id, "032x") if ctx.is_valid and ctx.trace_flags.sampled else ""

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from perflab.common.faults import FaultFlags
+from perflab.gateway.ratelimit import Lookup
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,29 @@ class ReadThroughCache:
         CACHE_COALESCED.labels(name)
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
 
-    async def get(self, key: str, load: Callable[[], Awaitable[bytes]]) -> bytes:
+    def redis_key(self, key: str) -> str | None:
+        """The Redis key behind `key`, for a caller that reads it in a round trip it makes
+        anyway (the rate limit's); None when the cache is off or (injected fault) down."""
+        if not self.enabled or (self._faults and self._faults.value("cache_unavailable")):
+            return None
+        return self._prefix + key
+
+    async def get(
+        self, key: str, load: Callable[[], Awaitable[bytes]], known: Lookup | None = None
+    ) -> bytes:
+        """The cached value of `key`, else `load()`'s, stored. `known`: the key already read
+        in this request (see `redis_key`), so the look-up costs no round trip of its own."""
         if not self.enabled:
             return await load()
         full_key = self._prefix + key
         try:
             if self._faults and self._faults.value("cache_unavailable"):
                 raise RedisError("cache unavailable (injected fault)")
-            cached = await self._redis.get(full_key)
+            cached: bytes | str | None
+            if known is not None and known.key == full_key:
+                cached = known.value
+            else:
+                cached = await self._redis.get(full_key)
         except RedisError as exc:
             CACHE_REQUESTS.labels(self._name, "error").inc()
             log.warning("cache read failed; reading through", extra={"error": repr(exc)})

@@ -4,11 +4,13 @@ plain `def` dependencies in a thread pool, a thread hop per dependency per reque
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from perflab.contracts.orders.v1.orders_pb2_grpc import OrdersServiceStub
 from perflab.gateway.cache import ReadThroughCache
 from perflab.gateway.idempotency import IdempotencyStore
+from perflab.gateway.ratelimit import Lookup
+from perflab.gateway.schemas import INT64_MAX
 from perflab.gateway.settings import Settings
 
 
@@ -34,7 +36,21 @@ async def rate_limit(request: Request) -> None:
         await limiter.check(request)
 
 
+ProductId = Annotated[int, Path(gt=0, le=INT64_MAX)]
+
+
+async def rate_limit_and_read_product(product_id: ProductId, request: Request) -> Lookup | None:
+    """The rate limit and the product's cache look-up in one Redis round trip."""
+    limiter = request.app.state.rate_limiter
+    if limiter is None:
+        return None
+    cache: ReadThroughCache = request.app.state.product_cache
+    return await limiter.check(request, read=cache.redis_key(str(product_id)))  # type: ignore[no-any-return]
+
+
 OrdersStub = Annotated[OrdersServiceStub, Depends(_orders)]
 ProductCache = Annotated[ReadThroughCache, Depends(_product_cache)]
 Idempotency = Annotated[IdempotencyStore, Depends(_idempotency)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+# Use instead of `rate_limit` on a product read: the look-up rides along with the limit.
+RateLimitedProductLookup = Annotated[Lookup | None, Depends(rate_limit_and_read_product)]

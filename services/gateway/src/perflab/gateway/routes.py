@@ -10,13 +10,14 @@ from perflab.gateway.deps import (
     Idempotency,
     OrdersStub,
     ProductCache,
+    ProductId,
+    RateLimitedProductLookup,
     SettingsDep,
     rate_limit,
 )
 from perflab.gateway.idempotency import KeyReused, fingerprint
 from perflab.gateway.middleware import remaining_budget
 from perflab.gateway.schemas import (
-    INT64_MAX,
     CustomerId,
     OrderCreate,
     OrderPage,
@@ -29,13 +30,15 @@ from perflab.gateway.schemas import (
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem} for code in (404, 413, 422, 429, 503, 504)
 }
-router = APIRouter(prefix="/api", dependencies=[Depends(rate_limit)], responses=ERRORS)
+router = APIRouter(prefix="/api", responses=ERRORS)
+# Every route is rate limited: with this, or (product reads) with RateLimitedProductLookup.
+RATE_LIMITED = [Depends(rate_limit)]
 
 PageSize = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
 PageToken = Annotated[str | None, Query(max_length=512, description="From next_page_token.")]
 
 
-@router.get("/products", response_model=ProductPage, tags=["catalog"])
+@router.get("/products", response_model=ProductPage, tags=["catalog"], dependencies=RATE_LIMITED)
 async def list_products(
     orders: OrdersStub,
     cache: ProductCache,
@@ -64,7 +67,8 @@ async def list_products(
 
 @router.get("/products/{product_id}", response_model=ProductPublic, tags=["catalog"])
 async def get_product(
-    product_id: Annotated[int, Path(gt=0, le=INT64_MAX)],
+    product_id: ProductId,
+    known: RateLimitedProductLookup,
     orders: OrdersStub,
     cache: ProductCache,
     settings: SettingsDep,
@@ -76,7 +80,8 @@ async def get_product(
         )
         return product.SerializeToString()  # type: ignore[no-any-return]
 
-    return product_public(orders_pb2.Product.FromString(await cache.get(str(product_id), load)))
+    cached = await cache.get(str(product_id), load, known)
+    return product_public(orders_pb2.Product.FromString(cached))
 
 
 @router.post(
@@ -85,6 +90,7 @@ async def get_product(
     response_model=OrderPublic,
     tags=["orders"],
     responses={202: {"headers": {"Location": {"description": "URL of the new order"}}}},
+    dependencies=RATE_LIMITED,
 )
 async def create_order(
     body: OrderCreate,
@@ -132,7 +138,9 @@ async def create_order(
     return order_public(order)
 
 
-@router.get("/orders/{order_id}", response_model=OrderPublic, tags=["orders"])
+@router.get(
+    "/orders/{order_id}", response_model=OrderPublic, tags=["orders"], dependencies=RATE_LIMITED
+)
 async def get_order(
     order_id: Annotated[str, Path(max_length=64)], orders: OrdersStub, settings: SettingsDep
 ) -> OrderPublic:
@@ -143,7 +151,12 @@ async def get_order(
     return order_public(order)
 
 
-@router.get("/customers/{customer_id}/orders", response_model=OrderPage, tags=["orders"])
+@router.get(
+    "/customers/{customer_id}/orders",
+    response_model=OrderPage,
+    tags=["orders"],
+    dependencies=RATE_LIMITED,
+)
 async def list_customer_orders(
     customer_id: Annotated[CustomerId, Path()],
     orders: OrdersStub,

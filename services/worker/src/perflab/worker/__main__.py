@@ -62,6 +62,7 @@ async def run(settings: Settings, state: dict[str, bool]) -> None:
         ),
         commit_interval=settings.commit_interval_seconds,
         dead_letter_max_consecutive=settings.dead_letter_max_consecutive,
+        max_in_flight=settings.max_in_flight_messages,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

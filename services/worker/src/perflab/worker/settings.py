@@ -33,6 +33,11 @@ class Settings(ServiceSettings, KafkaSettings, FaultSettings):
         default=10.0, gt=0, description="How long the circuit stays open before a trial call."
     )
     max_poll_records: int = Field(default=100, ge=1, description="Messages fetched per poll.")
+    max_in_flight_messages: int = Field(
+        default=64,
+        ge=1,
+        description="Messages processed at once (different orders; one order's in turn).",
+    )
 
 
 @lru_cache
