@@ -88,11 +88,7 @@ proto-check: venv ## Fail when the generated protobuf code is stale.
 
 .PHONY: test
 test: venv ## Lint, generated-code check, unit, integration and end-to-end tests, then the cluster test.
-	scripts/install-infra.sh
-	scripts/test-cluster.sh prebuild
-	$(MAKE) lint proto-check
-	$(PY) -m pytest
-	$(MAKE) test-cluster
+	scripts/test.sh
 
 .PHONY: test-cluster
 test-cluster: venv ## The lab on a real Kubernetes built on this host (root): up, smoke, spike, pod deletion, dashboards, policies, down; a table.

@@ -1,19 +1,22 @@
-"""Fixtures shared by every test suite in the repository (services, e2e, deploy)."""
+"""Fixtures shared by every test suite in the repository (services, e2e, load tests, deploy)."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from perflab.common.localstack import Infra
-from perflab.testing.infra import ensure_infra, fresh_database, fresh_topics, unique
+from perflab.common.localstack import Infra, LocalStack, Ports, StackConfig
+from perflab.testing.infra import ensure_infra, fresh_database, fresh_topics, stop_infra, unique
 
 
 @pytest.fixture(scope="session")
-def infra() -> Infra:
-    """The real PostgreSQL, Redis and Kafka, started if they are not running."""
+def infra() -> Iterator[Infra]:
+    """The real PostgreSQL, Redis and Kafka, started if they are not running, and then
+    stopped again at the end of the session (a stack the user started keeps running)."""
     infra = Infra()
-    ensure_infra(infra)
-    return infra
+    started = ensure_infra(infra)
+    yield infra
+    if started:
+        stop_infra()
 
 
 @pytest.fixture
@@ -36,3 +39,47 @@ async def topic_prefix(infra: Infra) -> str:
 @pytest.fixture
 def redis_prefix() -> str:
     return unique() + ":"
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LocalStack]:
+    """An isolated copy of the whole stack, started once per session when a test asks for it:
+    the four services as real processes on free ports, over their own databases, topics and
+    Redis prefix, traced into the local Jaeger (the end-to-end and load-test suites use it)."""
+    async with (
+        fresh_database(infra, "perflab.orders:migrations") as orders_url,
+        fresh_database(infra, "perflab.payments:migrations") as payments_url,
+    ):
+        config = StackConfig(
+            infra=infra,
+            ports=Ports.free(),
+            orders_db=orders_url.rsplit("/", 1)[1],
+            payments_db=payments_url.rsplit("/", 1)[1],
+            topic_prefix=await fresh_topics(infra),
+            redis_prefix=unique() + ":",
+            consumer_group=unique("e2e-worker-"),
+            trace_sample="1.0",  # the tests look traces up in Jaeger
+            extra_env={
+                "payments": {
+                    "PAYMENT_DECLINE_RATE": "0",
+                    "PAYMENT_LATENCY_MEDIAN_MS": "10",
+                    "PAYMENT_LATENCY_P99_MS": "40",
+                },
+                "gateway": {"RATE_LIMIT_ENABLED": "false"},
+                "orders": {"DB_POOL_SIZE": "20"},
+            },
+        )
+        stack = LocalStack(config, tmp_path_factory.mktemp("e2e-logs"))
+        stack.prepare(partitions=6)  # the 10,000 products `make local` seeds
+        try:
+            stack.start_all()
+            yield stack
+        finally:
+            stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(stack: LocalStack) -> str:
+    return f"http://127.0.0.1:{stack.config.ports.gateway}"

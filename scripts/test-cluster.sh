@@ -28,6 +28,8 @@ if [[ ${1:-} == prebuild ]]; then
   mkdir -p "$LOG_DIR"
   log "cluster test: building its programs in the background (log: $LOG_DIR/hostcluster-build.log)"
   setsid nohup nice -n 19 deploy/hostcluster/build.sh >"$LOG_DIR/hostcluster-build.log" 2>&1 </dev/null &
+  # Its own process group (setsid): `scripts/test.sh` stops the whole build with this pid.
+  echo $! >"$LOG_DIR/hostcluster-build.pid"
   exit 0
 fi
 # -s: the long steps (make up, the spike) show their progress as they run.

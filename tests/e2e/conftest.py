@@ -1,6 +1,6 @@
-"""An isolated copy of the whole stack for the end-to-end tests: the four services as real
-processes on free ports, over their own databases, topics and Redis prefix, scraped by a
-Prometheus of their own and traced into the local Jaeger."""
+"""Fixtures of the end-to-end tests around the isolated stack (``stack``, in the root
+conftest.py): a Prometheus of their own that scrapes it, the local Jaeger, database
+connections and log tails."""
 
 import os
 import shutil
@@ -13,49 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from perflab.common.localstack import Infra, LocalStack, Ports, StackConfig, free_port
-from perflab.testing.infra import fresh_database, fresh_topics, unique
-
-
-@pytest.fixture(scope="session")
-async def stack(
-    infra: Infra, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[LocalStack]:
-    async with (
-        fresh_database(infra, "perflab.orders:migrations") as orders_url,
-        fresh_database(infra, "perflab.payments:migrations") as payments_url,
-    ):
-        config = StackConfig(
-            infra=infra,
-            ports=Ports.free(),
-            orders_db=orders_url.rsplit("/", 1)[1],
-            payments_db=payments_url.rsplit("/", 1)[1],
-            topic_prefix=await fresh_topics(infra),
-            redis_prefix=unique() + ":",
-            consumer_group=unique("e2e-worker-"),
-            trace_sample="1.0",  # the tests look traces up in Jaeger
-            extra_env={
-                "payments": {
-                    "PAYMENT_DECLINE_RATE": "0",
-                    "PAYMENT_LATENCY_MEDIAN_MS": "10",
-                    "PAYMENT_LATENCY_P99_MS": "40",
-                },
-                "gateway": {"RATE_LIMIT_ENABLED": "false"},
-                "orders": {"DB_POOL_SIZE": "20"},
-            },
-        )
-        stack = LocalStack(config, tmp_path_factory.mktemp("e2e-logs"))
-        stack.prepare(products=500, partitions=6)
-        try:
-            stack.start_all()
-            yield stack
-        finally:
-            stack.stop_all()
-
-
-@pytest.fixture(scope="session")
-def gateway_url(stack: LocalStack) -> str:
-    return f"http://127.0.0.1:{stack.config.ports.gateway}"
+from perflab.common.localstack import LocalStack, free_port
 
 
 @pytest.fixture(scope="session")

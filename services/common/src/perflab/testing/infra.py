@@ -15,11 +15,18 @@ from perflab.common.localstack import Infra, port_open
 REPO = Path(__file__).resolve().parents[5]
 
 
-def ensure_infra(infra: Infra) -> None:
-    """Starts the local infrastructure unless all of it already answers (idempotent)."""
+def ensure_infra(infra: Infra) -> bool:
+    """Starts the local infrastructure unless all of it already answers (idempotent).
+    Returns whether it started it (then the caller stops it with `stop_infra`)."""
     if all(port_open(infra.host, int(p)) for p in (infra.postgres, infra.redis, infra.kafka)):
-        return
+        return False
     subprocess.run([str(REPO / "scripts" / "local-infra.sh"), "up"], check=True, cwd=REPO)
+    return True
+
+
+def stop_infra() -> None:
+    """Stops what `local-infra.sh up` started (its pid files; nothing a user started)."""
+    subprocess.run([str(REPO / "scripts" / "local-infra.sh"), "down"], check=True, cwd=REPO)
 
 
 def unique(prefix: str = "t") -> str:
