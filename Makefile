@@ -17,7 +17,7 @@ help: ## Show this help.
 .PHONY: venv
 venv: $(VENV)/.installed ## Create the Python virtualenv with every service installed (editable).
 
-$(VENV)/.installed: constraints.txt services/*/pyproject.toml requirements-dev.txt
+$(VENV)/.installed: constraints.txt services/*/pyproject.toml dev/pyproject.toml requirements-dev.txt
 	scripts/venv.sh $(VENV)
 	@touch $@
 

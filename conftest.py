@@ -4,8 +4,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from perflab.common.localstack import Infra, LocalStack, Ports, StackConfig
-from perflab.testing.infra import ensure_infra, fresh_database, fresh_topics, stop_infra, unique
+from perflab.dev.infra import ensure_infra, fresh_database, fresh_topics, stop_infra, unique
+from perflab.dev.processes import Infra, Ports, ServiceProcesses, StackConfig
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,7 @@ def redis_prefix() -> str:
 @pytest.fixture(scope="session")
 async def stack(
     infra: Infra, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[LocalStack]:
+) -> AsyncIterator[ServiceProcesses]:
     """An isolated copy of the whole stack, started once per session when a test asks for it:
     the four services as real processes on free ports, over their own databases, topics and
     Redis prefix, traced into the local Jaeger (the end-to-end and load-test suites use it)."""
@@ -71,7 +71,7 @@ async def stack(
                 "orders": {"DB_POOL_SIZE": "20"},
             },
         )
-        stack = LocalStack(config, tmp_path_factory.mktemp("e2e-logs"))
+        stack = ServiceProcesses(config, tmp_path_factory.mktemp("e2e-logs"))
         stack.prepare(partitions=6)  # the 10,000 products `make local` seeds
         try:
             stack.start_all()
@@ -81,5 +81,5 @@ async def stack(
 
 
 @pytest.fixture(scope="session")
-def gateway_url(stack: LocalStack) -> str:
+def gateway_url(stack: ServiceProcesses) -> str:
     return f"http://127.0.0.1:{stack.config.ports.gateway}"

@@ -37,7 +37,7 @@ from experiments.framework import Experiment
 RELEASE = "perflab"
 SCRAPE_INTERVAL_S = 10  # the ServiceMonitors' interval (deploy/helm/perflab/values.yaml)
 DROPPED_LABELS = ("instance", "pod", "namespace", "container", "endpoint", "job", "service")
-SERVICES = ("payments", "orders", "worker", "gateway")  # start order, as in localstack
+SERVICES = ("payments", "orders", "worker", "gateway")  # start order, as in perflab.dev.processes
 
 # Runs one statement in the orders pod: argv = statement, JSON list of parameters.
 _SQL = """

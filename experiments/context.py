@@ -1,7 +1,7 @@
 """The isolated stack an experiment runs against, and what it can do to it and read from it.
 
 `--target local` never touches the lab `make local` runs: the experiment starts its own copy
-of the four services on free ports (perflab.common.localstack) over its own databases, topics
+of the four services on free ports (perflab.dev.processes) over its own databases, topics
 and Redis key prefix on the local infrastructure, and removes all of it at the end. That is how
 an experiment "leaves the system as it found it" even when it is interrupted."""
 
@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from experiments import stats
 from experiments.framework import Experiment
-from perflab.common.localstack import SERVICES, Infra, LocalStack, Ports, StackConfig, port_open
+from perflab.dev.processes import SERVICES, Infra, Ports, ServiceProcesses, StackConfig, port_open
 
 log = logging.getLogger("experiments")
 
@@ -204,7 +204,7 @@ class Scraper:
 class RunContext:
     """Handed to an experiment's hooks: the stack, SQL on its databases, faults, scratch data."""
 
-    def __init__(self, experiment: Experiment, quick: bool, out_dir: Path, stack: LocalStack):
+    def __init__(self, experiment: Experiment, quick: bool, out_dir: Path, stack: ServiceProcesses):
         self.experiment = experiment
         self.quick = quick
         self.out_dir = out_dir
@@ -360,7 +360,7 @@ async def _admin(infra: Infra, statement: str) -> None:
 @contextlib.contextmanager
 def isolated_stack(
     experiment: Experiment, log_dir: Path, env: dict[str, dict[str, str]]
-) -> Iterator[LocalStack]:
+) -> Iterator[ServiceProcesses]:
     """Own databases (migrated), topics, Redis prefix and ports; all removed afterwards."""
     from perflab.common.kafka_admin import create_topics
     from perflab.common.migrate import upgrade
@@ -399,7 +399,7 @@ def isolated_stack(
             consumer_group=f"{tag}-worker",
             extra_env={s: dict(v) for s, v in env.items()},
         )
-        stack = LocalStack(config, log_dir)
+        stack = ServiceProcesses(config, log_dir)
         env_orders = {**os.environ, **config.env("orders")}
         subprocess.run(
             [sys.executable, "-m", "perflab.orders.seed", "--products", str(experiment.products)],

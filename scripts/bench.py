@@ -33,7 +33,7 @@ import asyncpg
 import flamegraph
 import psutil
 
-from perflab.common.localstack import Infra, Ports, StackConfig, free_port
+from perflab.dev.processes import Infra, Ports, StackConfig, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PERFLAB_DATA", REPO / ".local"))

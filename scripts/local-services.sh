@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts, stops or shows the four perflab services as local processes (see
-# perflab.common.localstack). The infrastructure must be up: scripts/local-infra.sh up.
+# perflab.dev.processes). The infrastructure must be up: scripts/local-infra.sh up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -10,7 +10,7 @@ cmd=${1:-status}
 mkdir -p "$RUN_DIR"
 exec 9>"$RUN_DIR/services.lock"
 flock 9
-.venv/bin/python -m perflab.common.localstack "$cmd" --data-dir "$PERFLAB_DATA"
+.venv/bin/python -m perflab.dev.processes "$cmd" --data-dir "$PERFLAB_DATA"
 if [ "$cmd" = up ]; then
   cat >&2 <<URLS
 

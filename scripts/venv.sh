@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates (or updates) the virtualenv with every service installed editable, pinned by
-# constraints.txt. pip's wheel cache lives outside the clone, so a fresh clone reuses it.
+# Creates (or updates) the virtualenv with every service and the development tooling (dev/)
+# installed editable, pinned by constraints.txt. pip's wheel cache lives outside the clone, so a
+# fresh clone reuses it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-.venv}
@@ -10,4 +11,5 @@ command -v "$python" >/dev/null || python=python3
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --progress-bar off -c constraints.txt \
   -r requirements-dev.txt \
-  -e services/common -e services/orders -e services/payments -e services/worker -e services/gateway
+  -e services/common -e services/orders -e services/payments -e services/worker -e services/gateway \
+  -e dev

@@ -17,13 +17,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from perflab.common.localstack import LocalStack
+from perflab.dev.processes import ServiceProcesses
 
 REPO = Path(__file__).resolve().parents[2]
 ALLOWED_ERRORS = {503, 504}  # retryable, with a reason; anything else 5xx is a defect
 # How long the SIGKILLed worker stays dead: a fault's length (orders pile up in Kafka
 # meanwhile), like the outages below. Everything the suite waits *for* is polled instead:
-# readiness (LocalStack.wait_ready), recovery (run_fault), final orders (_wait_final).
+# readiness (ServiceProcesses.wait_ready), recovery (run_fault), final orders (_wait_final).
 WORKER_DOWN_SECONDS = 2
 
 
@@ -84,7 +84,7 @@ class OpenLoopLoad:
 @dataclass
 class Fault:
     name: str
-    apply: Callable[[LocalStack], Awaitable[None]]
+    apply: Callable[[ServiceProcesses], Awaitable[None]]
 
 
 def infra(command: str, component: str) -> None:
@@ -96,7 +96,7 @@ def infra(command: str, component: str) -> None:
 
 
 def faults(outage_seconds: float) -> list[Fault]:
-    async def kill_worker(stack: LocalStack) -> None:
+    async def kill_worker(stack: ServiceProcesses) -> None:
         stack.stop("worker", signal.SIGKILL)  # returns once the process is gone
         await asyncio.sleep(WORKER_DOWN_SECONDS)
         stack.start("worker")
@@ -106,21 +106,21 @@ def faults(outage_seconds: float) -> list[Fault]:
         await asyncio.to_thread(infra, "down", component)
         await asyncio.to_thread(infra, "up", component)
 
-    async def stop_payments(stack: LocalStack) -> None:
+    async def stop_payments(stack: ServiceProcesses) -> None:
         stack.stop("payments")
         await asyncio.sleep(outage_seconds)
         stack.start("payments")
         await asyncio.to_thread(stack.wait_ready, "payments")
 
-    async def stop_redis(stack: LocalStack) -> None:
+    async def stop_redis(stack: ServiceProcesses) -> None:
         await asyncio.to_thread(infra, "down", "redis")
         await asyncio.sleep(outage_seconds / 2)
         await asyncio.to_thread(infra, "up", "redis")
 
-    async def restart_kafka(stack: LocalStack) -> None:
+    async def restart_kafka(stack: ServiceProcesses) -> None:
         await restart("kafka")
 
-    async def restart_postgres(stack: LocalStack) -> None:
+    async def restart_postgres(stack: ServiceProcesses) -> None:
         await restart("postgres")
 
     return [
@@ -176,7 +176,7 @@ def recovery(attempts: list[Attempt], fault_end: float, baseline_p95: float) -> 
 
 
 async def run_fault(
-    stack: LocalStack,
+    stack: ServiceProcesses,
     fault: Fault,
     rate: float,
     baseline_seconds: float,

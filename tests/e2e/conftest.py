@@ -13,11 +13,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from perflab.common.localstack import LocalStack, free_port
+from perflab.dev.processes import ServiceProcesses, free_port
 
 
 @pytest.fixture(scope="session")
-def prometheus(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(stack: ServiceProcesses, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Prometheus that scrapes this stack every second."""
     binary = shutil.which("prometheus")
     if binary is None:
@@ -61,26 +61,26 @@ def jaeger_url() -> str:
 
 
 @pytest.fixture
-async def orders_pg(stack: LocalStack) -> AsyncIterator[asyncpg.Connection]:
+async def orders_pg(stack: ServiceProcesses) -> AsyncIterator[asyncpg.Connection]:
     conn = await _connect(stack, stack.config.orders_db)
     yield conn
     await conn.close()
 
 
 @pytest.fixture
-async def payments_pg(stack: LocalStack) -> AsyncIterator[asyncpg.Connection]:
+async def payments_pg(stack: ServiceProcesses) -> AsyncIterator[asyncpg.Connection]:
     conn = await _connect(stack, stack.config.payments_db)
     yield conn
     await conn.close()
 
 
-async def _connect(stack: LocalStack, database: str) -> asyncpg.Connection:
+async def _connect(stack: ServiceProcesses, database: str) -> asyncpg.Connection:
     infra = stack.config.infra
     return await asyncpg.connect(
         host=infra.host, port=int(infra.postgres), user="perflab", database=database
     )
 
 
-def log_tail(stack: LocalStack, service: str, lines: int = 30) -> str:
+def log_tail(stack: ServiceProcesses, service: str, lines: int = 30) -> str:
     path: Path = stack.log_dir / f"{service}.log"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

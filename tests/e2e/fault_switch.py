@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from perflab.common.localstack import LocalStack
+from perflab.dev.processes import ServiceProcesses
 
 WAIT = 30  # seconds: a bound on a hang, not a duration anything relies on
 
@@ -34,7 +34,7 @@ async def until_metric(
 
 @asynccontextmanager
 async def fault_on(
-    stack: LocalStack, name: str, value: float, *, seen_on: int
+    stack: ServiceProcesses, name: str, value: float, *, seen_on: int
 ) -> AsyncIterator[dict[str, Any]]:
     """Switches fault `name` to `value`; the block starts once the service whose metrics port
     is `seen_on` applies it, and yields the admin API's answer. Every fault is switched off on

@@ -10,7 +10,7 @@ import os
 import asyncpg
 import pytest
 
-from perflab.common.localstack import LocalStack
+from perflab.dev.processes import ServiceProcesses
 
 from .chaos import faults, run_fault, table
 
@@ -22,7 +22,7 @@ RATE = 20.0 if FULL else 8.0
 
 @pytest.mark.parametrize("fault", faults(OUTAGE), ids=lambda f: f.name)
 async def test_the_system_survives(
-    stack: LocalStack, fault, capsys: pytest.CaptureFixture[str]
+    stack: ServiceProcesses, fault, capsys: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
     infra = stack.config.infra
 

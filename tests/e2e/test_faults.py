@@ -7,7 +7,7 @@ import asyncpg
 import httpx
 import pytest
 
-from perflab.common.localstack import LocalStack
+from perflab.dev.processes import ServiceProcesses
 
 from . import fault_switch
 from .fault_switch import fault_on, until_metric
@@ -20,7 +20,7 @@ BREAKER_STATE = 'circuit_breaker_state{name="payments"}'  # 0 closed, 1 half-ope
 
 
 @pytest.fixture
-async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
+async def admin(stack: ServiceProcesses) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.config.ports.admin}") as c:
         try:
             yield c
@@ -28,7 +28,7 @@ async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
             await c.delete("/admin/faults")
 
 
-async def metric(stack: LocalStack, port: int, name: str) -> float:
+async def metric(stack: ServiceProcesses, port: int, name: str) -> float:
     """fault_switch.metric under the signature test_payment_mode.py imports."""
     return await fault_switch.metric(port, name)
 
@@ -44,7 +44,7 @@ async def test_the_admin_api_validates_fault_switches(admin: httpx.AsyncClient) 
 
 
 async def test_failing_payments_open_the_breaker_and_orders_wait_until_recovery(
-    stack: LocalStack,
+    stack: ServiceProcesses,
     gateway_url: str,
     orders_pg: asyncpg.Connection,
     payments_pg: asyncpg.Connection,

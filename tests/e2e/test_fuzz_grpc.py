@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from perflab.common.localstack import LocalStack
 from perflab.common.pagination import encode_token
 from perflab.contracts.orders.v1 import orders_pb2
 from perflab.contracts.payments.v1 import payments_pb2
+from perflab.dev.processes import ServiceProcesses
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +164,7 @@ def raw_requests() -> st.SearchStrategy[bytes]:
 
 
 @pytest.fixture(scope="module")
-def channels(stack: LocalStack) -> Iterator[dict[str, grpc.Channel]]:
+def channels(stack: ServiceProcesses) -> Iterator[dict[str, grpc.Channel]]:
     ports = stack.config.ports
     with (
         grpc.insecure_channel(f"127.0.0.1:{ports.orders}") as orders,
@@ -214,7 +214,9 @@ def check(method: MethodDescriptor, request: bytes, code: grpc.StatusCode, detai
     )
 
 
-def assert_serving(stack: LocalStack, channel: grpc.Channel, method: MethodDescriptor) -> None:
+def assert_serving(
+    stack: ServiceProcesses, channel: grpc.Channel, method: MethodDescriptor
+) -> None:
     service = method.containing_service
     reply = health_pb2_grpc.HealthStub(channel).Check(
         health_pb2.HealthCheckRequest(service=service.full_name), timeout=5
@@ -229,7 +231,7 @@ METHOD_IDS = {m: f"{m.containing_service.name}.{m.name}" for m in METHODS}
 
 @pytest.mark.parametrize("method", METHODS, ids=METHOD_IDS.get)
 def test_arbitrary_field_values_get_ok_or_a_client_error(
-    stack: LocalStack,
+    stack: ServiceProcesses,
     channels: dict[str, grpc.Channel],
     known_ids: tuple[str, ...],
     method: MethodDescriptor,
@@ -248,7 +250,7 @@ def test_arbitrary_field_values_get_ok_or_a_client_error(
 
 @pytest.mark.parametrize("method", METHODS, ids=METHOD_IDS.get)
 def test_raw_bytes_as_the_request_get_ok_or_a_client_error(
-    stack: LocalStack, channels: dict[str, grpc.Channel], method: MethodDescriptor
+    stack: ServiceProcesses, channels: dict[str, grpc.Channel], method: MethodDescriptor
 ) -> None:
     channel = channels[method.containing_service.name]
 
@@ -398,7 +400,7 @@ def decline_a_fresh_order(
 
 @pytest.mark.parametrize(("method", "request_"), INPUTS_THAT_BROKE_THE_SERVERS_ONCE)
 def test_inputs_that_broke_the_servers_once(
-    stack: LocalStack,
+    stack: ServiceProcesses,
     channels: dict[str, grpc.Channel],
     method: MethodDescriptor,
     request_: Message | bytes,

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from perflab.common.localstack import LocalStack
 from perflab.contracts.events.v1 import events_pb2
+from perflab.dev.processes import ServiceProcesses
 
 pytestmark = pytest.mark.e2e
 
@@ -131,7 +131,7 @@ async def client(gateway_url: str) -> Any:
 
 
 async def test_garbage_events_are_dead_lettered_and_the_consumer_goes_on(
-    stack: LocalStack, client: httpx.AsyncClient
+    stack: ServiceProcesses, client: httpx.AsyncClient
 ) -> None:
     """Sends empty, huge (~100 KB), random and hypothesis-generated payloads and valid protobuf
     with missing or impossible fields to orders.created. Every one must arrive on

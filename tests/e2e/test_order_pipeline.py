@@ -11,7 +11,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from perflab.common.localstack import LocalStack
+from perflab.dev.processes import ServiceProcesses
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +86,7 @@ async def test_a_retried_post_with_the_same_idempotency_key_creates_one_order(
 
 
 async def test_a_worker_killed_mid_run_leaves_exactly_one_charge_per_order(
-    stack: LocalStack,
+    stack: ServiceProcesses,
     client: httpx.AsyncClient,
     orders_pg: asyncpg.Connection,
     payments_pg: asyncpg.Connection,
@@ -206,7 +206,7 @@ async def test_unknown_order_is_404(client: httpx.AsyncClient) -> None:
 
 
 async def test_a_poison_message_is_dead_lettered_and_the_pipeline_goes_on(
-    stack: LocalStack, client: httpx.AsyncClient, orders_pg: asyncpg.Connection
+    stack: ServiceProcesses, client: httpx.AsyncClient, orders_pg: asyncpg.Connection
 ) -> None:
     topic = f"{stack.config.topic_prefix}orders.created"
     bootstrap = stack.config.infra.kafka_bootstrap

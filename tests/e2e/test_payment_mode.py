@@ -8,7 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
-from perflab.common.localstack import LocalStack
+from perflab.dev.processes import ServiceProcesses
 
 from .test_faults import metric
 from .test_order_pipeline import charges, order_body, wait_final
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-async def sync_orders(stack: LocalStack) -> AsyncIterator[LocalStack]:
+async def sync_orders(stack: ServiceProcesses) -> AsyncIterator[ServiceProcesses]:
     """The stack with orders restarted in sync mode; async again afterwards."""
     before = dict(stack.config.extra_env.get("orders", {}))
 
@@ -34,12 +34,12 @@ async def sync_orders(stack: LocalStack) -> AsyncIterator[LocalStack]:
         await asyncio.to_thread(restart, before)
 
 
-async def consumed(stack: LocalStack) -> float:
+async def consumed(stack: ServiceProcesses) -> float:
     return await metric(stack, stack.config.ports.worker_metrics, "messaging_client_consumed")
 
 
 async def test_sync_mode_answers_with_the_paid_order_and_the_worker_charges_nothing_again(
-    sync_orders: LocalStack,
+    sync_orders: ServiceProcesses,
     gateway_url: str,
     orders_pg: asyncpg.Connection,
     payments_pg: asyncpg.Connection,
@@ -64,7 +64,7 @@ async def test_sync_mode_answers_with_the_paid_order_and_the_worker_charges_noth
 
 
 async def test_sync_mode_leaves_the_order_to_the_worker_when_payments_fail(
-    sync_orders: LocalStack,
+    sync_orders: ServiceProcesses,
     gateway_url: str,
     orders_pg: asyncpg.Connection,
     payments_pg: asyncpg.Connection,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from loadtests.soak_verdict import memory_verdict, query_range
-from perflab.common.localstack import LocalStack
+from perflab.dev.processes import ServiceProcesses
 
 from .chaos import OpenLoopLoad
 from .fault_switch import WAIT, fault_on
@@ -33,7 +33,7 @@ async def scraped_since(prometheus: str, moment: float) -> bool:
     return all(seen.get(service, 0) >= moment for service in SERVICES)
 
 
-async def soak(stack: LocalStack, prometheus: str, customer: str) -> dict[str, float]:
+async def soak(stack: ServiceProcesses, prometheus: str, customer: str) -> dict[str, float]:
     start = time.time()
     load = OpenLoopLoad(f"http://127.0.0.1:{stack.config.ports.gateway}", 15, customer)
     stop = asyncio.Event()
@@ -51,7 +51,7 @@ async def soak(stack: LocalStack, prometheus: str, customer: str) -> dict[str, f
 
 
 async def test_the_soak_verdict_tells_a_leak_from_a_healthy_system(
-    stack: LocalStack, prometheus: str
+    stack: ServiceProcesses, prometheus: str
 ) -> None:
     healthy = await soak(stack, prometheus, "soak-healthy")
     # The gateway keeps the leak; its /metrics is on its HTTP port.

@@ -16,7 +16,7 @@ import pytest
 
 from experiments import framework, stats
 from experiments.schedule import alternation
-from perflab.common.localstack import Infra
+from perflab.dev.processes import Infra
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = (

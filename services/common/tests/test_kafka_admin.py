@@ -1,5 +1,5 @@
 from perflab.common.kafka_admin import topic_names
-from perflab.common.localstack import StackConfig
+from perflab.dev.processes import StackConfig
 
 
 def test_topics_carry_the_prefix_and_a_dead_letter_twin() -> None:

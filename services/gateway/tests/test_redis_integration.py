@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from perflab.common.localstack import Infra, free_port
+from perflab.dev.processes import Infra, free_port
 from perflab.gateway.app import create_app
 from perflab.gateway.settings import Settings
 

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from perflab.common.db import create_engine, sessionmaker
-from perflab.common.localstack import Infra
 from perflab.common.settings import DatabaseSettings
 from perflab.contracts.events.v1 import events_pb2
+from perflab.dev.processes import Infra
 from perflab.orders.models import Order, OrderItem, OutboxEvent
 from perflab.orders.outbox import OutboxRelay
 from perflab.orders.repository import Conflict, InvalidArgument, Limits, NewItem, Repository

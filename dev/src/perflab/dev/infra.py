@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 
 from perflab.common.kafka_admin import create_topics
-from perflab.common.localstack import Infra, port_open
+from perflab.dev.processes import Infra, port_open
 
-REPO = Path(__file__).resolve().parents[5]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def ensure_infra(infra: Infra) -> bool:

@@ -1,9 +1,9 @@
 """Runs the four services as plain processes against the local infrastructure.
 
-`make local` uses the CLI (`python -m perflab.common.localstack up|down|status`), which
+`make local` uses the CLI (`python -m perflab.dev.processes up|down|status`), which
 detaches the services and keeps pid files and logs under the data directory. The end-to-end
-tests use `LocalStack` directly to start an isolated copy (own databases, topic prefix, Redis
-prefix and ports) that they can kill and restart.
+tests and the experiments use `ServiceProcesses` directly to run an isolated copy (own
+databases, topic prefix, Redis prefix and ports) that they can kill and restart.
 """
 
 import argparse
@@ -158,7 +158,9 @@ class StackConfig:
         return {**common, **own, **self.extra_env.get(service, {})}
 
 
-class LocalStack:
+class ServiceProcesses:
+    """The services of one stack as child processes, each logging to log_dir/<service>.log."""
+
     def __init__(self, config: StackConfig, log_dir: Path):
         self.config = config
         self.log_dir = log_dir
@@ -275,7 +277,7 @@ def _running(run_dir: Path) -> Mapping[str, int]:
 def cli_up(data_dir: Path, products: int) -> None:
     run_dir, log_dir = data_dir / "run", data_dir / "logs"
     run_dir.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(StackConfig(), log_dir)
+    stack = ServiceProcesses(StackConfig(), log_dir)
     infra = stack.config.infra
     down = [
         name

@@ -1,0 +1,12 @@
+"""Development tooling: what runs the lab on a laptop, in the tests and in the experiments.
+
+Not part of any service: the services' wheels and images do not contain it (it lives outside
+services/, in its own distribution, perflab-dev, which only the repository's virtualenv
+installs).
+
+- `perflab.dev.processes`: the four services as local processes (`make local` runs
+  `python -m perflab.dev.processes up|down|status`); where they listen and what environment
+  each one gets.
+- `perflab.dev.infra`: reaching the real PostgreSQL, Redis and Kafka from tests (start them if
+  needed) and isolating each test (own database, topic prefix, Redis key prefix).
+"""
