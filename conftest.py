@@ -5,7 +5,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from perflab.dev.infra import ensure_infra, fresh_database, fresh_topics, stop_infra, unique
-from perflab.dev.processes import Infra, Ports, ServiceProcesses, StackConfig
+from perflab.dev.isolated import isolated_stack
+from perflab.dev.processes import Infra, ServiceProcesses
 
 
 @pytest.fixture(scope="session")
@@ -42,42 +43,27 @@ def redis_prefix() -> str:
 
 
 @pytest.fixture(scope="session")
-async def stack(
-    infra: Infra, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ServiceProcesses]:
+def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcesses]:
     """An isolated copy of the whole stack, started once per session when a test asks for it:
     the four services as real processes on free ports, over their own databases, topics and
     Redis prefix, traced into the local Jaeger (the end-to-end and load-test suites use it)."""
-    async with (
-        fresh_database(infra, "perflab.orders:migrations") as orders_url,
-        fresh_database(infra, "perflab.payments:migrations") as payments_url,
-    ):
-        config = StackConfig(
-            infra=infra,
-            ports=Ports.free(),
-            orders_db=orders_url.rsplit("/", 1)[1],
-            payments_db=payments_url.rsplit("/", 1)[1],
-            topic_prefix=await fresh_topics(infra),
-            redis_prefix=unique() + ":",
-            consumer_group=unique("e2e-worker-"),
-            trace_sample="1.0",  # the tests look traces up in Jaeger
-            extra_env={
-                "payments": {
-                    "PAYMENT_DECLINE_RATE": "0",
-                    "PAYMENT_LATENCY_MEDIAN_MS": "10",
-                    "PAYMENT_LATENCY_P99_MS": "40",
-                },
-                "gateway": {"RATE_LIMIT_ENABLED": "false"},
-                "orders": {"DB_POOL_SIZE": "20"},
+    with isolated_stack(
+        tmp_path_factory.mktemp("e2e-logs"),
+        name="e2e",
+        infra=infra,
+        products=10_000,  # as `make local` seeds
+        trace_sample="1.0",  # the tests look traces up in Jaeger
+        extra_env={
+            "payments": {
+                "PAYMENT_DECLINE_RATE": "0",
+                "PAYMENT_LATENCY_MEDIAN_MS": "10",
+                "PAYMENT_LATENCY_P99_MS": "40",
             },
-        )
-        stack = ServiceProcesses(config, tmp_path_factory.mktemp("e2e-logs"))
-        stack.prepare(partitions=6)  # the 10,000 products `make local` seeds
-        try:
-            stack.start_all()
-            yield stack
-        finally:
-            stack.stop_all()
+            "gateway": {"RATE_LIMIT_ENABLED": "false"},
+            "orders": {"DB_POOL_SIZE": "20"},
+        },
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The isolated stack an experiment runs against, and what it can do to it and read from it.
 
 `--target local` never touches the lab `make local` runs: the experiment starts its own copy
-of the four services on free ports (perflab.dev.processes) over its own databases, topics
+of the four services on free ports (perflab.dev.isolated) over its own databases, topics
 and Redis key prefix on the local infrastructure, and removes all of it at the end. That is how
 an experiment "leaves the system as it found it" even when it is interrupted."""
 
@@ -28,7 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from experiments import stats
 from experiments.framework import Experiment
-from perflab.dev.processes import SERVICES, Infra, Ports, ServiceProcesses, StackConfig, port_open
+from perflab.dev.infra import forget_redis_prefix
+from perflab.dev.isolated import isolated_stack as dev_isolated_stack
+from perflab.dev.processes import SERVICES, Infra, ServiceProcesses, missing_infra
 
 log = logging.getLogger("experiments")
 
@@ -255,16 +257,8 @@ class RunContext:
 
     def flush_cache(self) -> int:
         """Empties the gateway's cache (this stack's keys only); returns how many were removed."""
-        import redis
-
-        client = redis.Redis.from_url(self.stack.config.infra.redis_url)
-        try:
-            keys = list(client.scan_iter(match=f"{self.stack.config.redis_prefix}cache:*"))
-            for i in range(0, len(keys), 500):
-                client.delete(*keys[i : i + 500])
-            return len(keys)
-        finally:
-            client.close()
+        config = self.stack.config
+        return forget_redis_prefix(config.infra, f"{config.redis_prefix}cache:")
 
     def apply_env(self, env: dict[str, dict[str, str]]) -> list[str]:
         """Restarts the services whose environment changes; returns their names."""
@@ -341,114 +335,26 @@ class PostgresCpu:
 # --- the isolated stack ----------------------------------------------------------------------
 
 
-def _unique(prefix: str) -> str:
-    import uuid
-
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-async def _admin(infra: Infra, statement: str) -> None:
-    conn = await asyncpg.connect(
-        host=infra.host, port=int(infra.postgres), user="perflab", database="postgres"
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @contextlib.contextmanager
 def isolated_stack(
     experiment: Experiment, log_dir: Path, env: dict[str, dict[str, str]]
 ) -> Iterator[ServiceProcesses]:
-    """Own databases (migrated), topics, Redis prefix and ports; all removed afterwards."""
-    from perflab.common.kafka_admin import create_topics
-    from perflab.common.migrate import upgrade
-
+    """The services the experiment needs on an isolated copy of the stack (perflab.dev.isolated:
+    own databases, topics, Redis prefix and ports; all removed afterwards)."""
     infra = Infra()
-    needs_kafka = "worker" in experiment.services  # orders alone retries its relay quietly
-    needed = [("PostgreSQL", infra.postgres), ("Redis", infra.redis)]
-    needed += [("Kafka", infra.kafka)] if needs_kafka else []
-    down = [n for n, p in needed if not port_open(infra.host, int(p))]
+    # orders alone retries its relay quietly: Kafka is needed only for the worker
+    down = missing_infra(infra, kafka="worker" in experiment.services)
     if down:
         raise SystemExit(
             f"{', '.join(down)} not running: start the local infrastructure "
             "(make local, or scripts/local-infra.sh up)"
         )
-    tag = _unique("exp_")
-    orders_db, payments_db = f"{tag}_orders", f"{tag}_payments"
-    prefix = f"{tag}."
-    created: list[str] = []
-    try:
-        for name, migrations in (
-            (orders_db, "perflab.orders:migrations"),
-            (payments_db, "perflab.payments:migrations"),
-        ):
-            asyncio.run(_admin(infra, f'CREATE DATABASE "{name}"'))
-            created.append(name)
-            upgrade(migrations, infra.database_url(name))
-        if needs_kafka:
-            asyncio.run(create_topics(infra.kafka_bootstrap, prefix, 3))
-        config = StackConfig(
-            infra=infra,
-            ports=Ports.free(),
-            orders_db=orders_db,
-            payments_db=payments_db,
-            topic_prefix=prefix,
-            redis_prefix=f"{tag}:",
-            consumer_group=f"{tag}-worker",
-            extra_env={s: dict(v) for s, v in env.items()},
-        )
-        stack = ServiceProcesses(config, log_dir)
-        env_orders = {**os.environ, **config.env("orders")}
-        subprocess.run(
-            [sys.executable, "-m", "perflab.orders.seed", "--products", str(experiment.products)],
-            env=env_orders,
-            check=True,
-            capture_output=True,
-        )
-        try:
-            for service in SERVICES:
-                if service in experiment.services:
-                    stack.start(service)
-                    stack.wait_ready(service)
-            yield stack
-        finally:
-            stack.stop_all()
-            _forget_redis_prefix(infra, f"{tag}:")
-            if needs_kafka:
-                _delete_topics(infra, prefix)
-    finally:
-        for name in created:
-            try:
-                asyncio.run(_admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            except Exception as exc:  # PostgreSQL restarted under us: say what is left behind
-                print(f"WARNING: could not drop database {name} ({exc}); drop it by hand")
-
-
-def _forget_redis_prefix(infra: Infra, prefix: str) -> None:
-    import redis
-
-    with contextlib.suppress(Exception):
-        client = redis.Redis.from_url(infra.redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i : i + 500])
-        client.close()
-
-
-def _delete_topics(infra: Infra, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from perflab.common.kafka_admin import topic_names
-
-    async def run() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics(topic_names(prefix))
-        finally:
-            await admin.close()
-
-    with contextlib.suppress(Exception):
-        asyncio.run(run())
+    with dev_isolated_stack(
+        log_dir,
+        name="exp",
+        infra=infra,
+        services=experiment.services,
+        products=experiment.products,
+        extra_env=env,
+    ) as stack:
+        yield stack

@@ -9,4 +9,6 @@ installs).
   each one gets.
 - `perflab.dev.infra`: reaching the real PostgreSQL, Redis and Kafka from tests (start them if
   needed) and isolating each test (own database, topic prefix, Redis key prefix).
+- `perflab.dev.isolated`: one isolated copy of the whole stack, for the end-to-end tests and
+  the experiments alike; it logs what its cleanup could not remove.
 """

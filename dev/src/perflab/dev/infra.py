@@ -1,4 +1,5 @@
-"""Reaching the real infrastructure from tests: start it if needed, isolate each test."""
+"""Reaching the real infrastructure from tests: start it if needed, isolate each test, and
+remove what an isolated run left (its topics and Redis keys)."""
 
 import asyncio
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from perflab.common.kafka_admin import create_topics
+from perflab.common.kafka_admin import create_topics, topic_names
 from perflab.dev.processes import Infra, port_open
 
 REPO = Path(__file__).resolve().parents[4]
@@ -33,7 +34,7 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
-async def _admin(infra: Infra) -> asyncpg.Connection:
+async def admin_connection(infra: Infra) -> asyncpg.Connection:
     return await asyncpg.connect(
         host=infra.host, port=int(infra.postgres), user="perflab", database="postgres"
     )
@@ -47,7 +48,7 @@ async def fresh_database(infra: Infra, migrations: str | None = None) -> AsyncIt
     from perflab.common.migrate import upgrade
 
     name = unique("test_")
-    admin = await _admin(infra)
+    admin = await admin_connection(infra)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -58,7 +59,7 @@ async def fresh_database(infra: Infra, migrations: str | None = None) -> AsyncIt
             await asyncio.to_thread(upgrade, migrations, url)
         yield url
     finally:
-        admin = await _admin(infra)
+        admin = await admin_connection(infra)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
@@ -70,3 +71,29 @@ async def fresh_topics(infra: Infra, partitions: int = 3) -> str:
     prefix = unique() + "."
     await create_topics(infra.kafka_bootstrap, prefix, partitions)
     return prefix
+
+
+async def delete_topics(infra: Infra, prefix: str) -> None:
+    """Deletes the perflab topics under `prefix`."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(topic_names(prefix))
+    finally:
+        await admin.close()
+
+
+def forget_redis_prefix(infra: Infra, prefix: str) -> int:
+    """Deletes every Redis key under `prefix`; returns how many there were."""
+    import redis
+
+    client = redis.Redis.from_url(infra.redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        return len(keys)
+    finally:
+        client.close()

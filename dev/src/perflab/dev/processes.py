@@ -83,6 +83,13 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def missing_infra(infra: Infra, kafka: bool = True) -> list[str]:
+    """The infrastructure that does not answer: PostgreSQL, Redis and (with kafka) Kafka."""
+    needed = [("PostgreSQL", infra.postgres), ("Redis", infra.redis)]
+    needed += [("Kafka", infra.kafka)] if kafka else []
+    return [name for name, port in needed if not port_open(infra.host, int(port))]
+
+
 # Below Linux's ephemeral range (32768-60999): a client retrying a port nobody listens on can
 # otherwise connect to itself from that very port (TCP self-connect) and hold it, so the
 # restarted server cannot bind it. That is why every local port of perflab is below 32768.
@@ -168,16 +175,19 @@ class ServiceProcesses:
 
     def prepare(self, products: int = 10_000, partitions: int = 6) -> None:
         """Migrations, catalog seed and topics: everything the services expect to exist."""
-        self._run_module("perflab.orders.migrate", "orders")
-        self._run_module("perflab.payments.migrate", "payments")
-        self._run_module("perflab.orders.seed", "orders", "--products", str(products))
-        self._run_module(
+        self.run_module("perflab.orders.migrate", "orders")
+        self.run_module("perflab.payments.migrate", "payments")
+        self.run_module("perflab.orders.seed", "orders", "--products", str(products))
+        self.run_module(
             "perflab.common.kafka_admin", "orders", "create-topics", "--partitions", str(partitions)
         )
 
-    def _run_module(self, module: str, service: str, *args: str) -> None:
+    def run_module(self, module: str, service: str, *args: str, quiet: bool = False) -> None:
+        """`python -m module args` with `service`'s environment (quiet: output captured)."""
         env = {**os.environ, **self.config.env(service)}
-        subprocess.run([sys.executable, "-m", module, *args], env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-m", module, *args], env=env, check=True, capture_output=quiet
+        )
 
     def start(self, service: str) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -278,16 +288,7 @@ def cli_up(data_dir: Path, products: int) -> None:
     run_dir, log_dir = data_dir / "run", data_dir / "logs"
     run_dir.mkdir(parents=True, exist_ok=True)
     stack = ServiceProcesses(StackConfig(), log_dir)
-    infra = stack.config.infra
-    down = [
-        name
-        for name, port in (
-            ("PostgreSQL", infra.postgres),
-            ("Redis", infra.redis),
-            ("Kafka", infra.kafka),
-        )
-        if not port_open(infra.host, int(port))
-    ]
+    down = missing_infra(stack.config.infra)
     if down:
         sys.exit(f"{', '.join(down)} not running: start them with scripts/local-infra.sh up")
     running = _running(run_dir)
