@@ -33,11 +33,11 @@ from typing import Any
 
 from experiments.context import SERIES, Samples, Snapshot, pg_counters
 from experiments.framework import Experiment
+from perflab.dev.processes import SERVICES  # in start order
 
 RELEASE = "perflab"
 SCRAPE_INTERVAL_S = 10  # the ServiceMonitors' interval (deploy/helm/perflab/values.yaml)
 DROPPED_LABELS = ("instance", "pod", "namespace", "container", "endpoint", "job", "service")
-SERVICES = ("payments", "orders", "worker", "gateway")  # start order, as in perflab.dev.processes
 
 # Runs one statement in the orders pod: argv = statement, JSON list of parameters.
 _SQL = """

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perflab.dev.processes import SERVICES
+
 if TYPE_CHECKING:
     pass
 
@@ -102,7 +104,7 @@ class Experiment:
     base_faults: dict[str, float] = field(default_factory=dict)
     products: int = 10_000
     # the services the question needs (reads need no Kafka, worker or payments)
-    services: tuple[str, ...] = ("payments", "orders", "worker", "gateway")
+    services: tuple[str, ...] = SERVICES
     setup: Hook | None = None  # after the stack is up, before the first phase
     teardown: Hook | None = None  # always, before the stack goes away
     resources: Callable[[Any], dict[str, float]] | None = None  # PhaseMetrics -> figures

@@ -18,18 +18,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+# The catalog's categories (perflab.orders.catalog). Load tests only speak HTTP and their image
+# holds no service code, so this is a copy; test_journeys.py checks that it agrees.
 CATEGORIES = (
-    "books",
-    "electronics",
-    "home",
-    "garden",
-    "toys",
-    "sports",
-    "fashion",
-    "beauty",
-    "grocery",
-    "automotive",
-)
+    "books", "electronics", "home", "garden", "toys",
+    "sports", "fashion", "beauty", "grocery", "automotive",
+)  # fmt: skip
 FINAL_ORDER_STATUSES = frozenset({"PAID", "PAYMENT_FAILED"})
 ORDER_POLL_INTERVAL = 0.5  # seconds between polls of a pending order
 ORDER_POLL_TIMEOUT = 15.0  # seconds before an order that is still pending counts as a failed check

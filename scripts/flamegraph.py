@@ -15,9 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from perflab.dev.processes import SERVICES
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PERFLAB_DATA", REPO / ".local"))
-SERVICES = ("gateway", "orders", "payments", "worker")
 SUFFIX = {"flamegraph": "svg", "speedscope": "speedscope.json", "raw": "txt"}
 
 
@@ -66,7 +67,7 @@ def finish(process: subprocess.Popen[bytes], out: Path) -> Path | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("service", choices=SERVICES)
+    parser.add_argument("service", choices=sorted(SERVICES))
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--format", choices=sorted(SUFFIX), default="flamegraph")
     parser.add_argument("--rate", type=int, default=100, help="samples per second")

@@ -9,7 +9,7 @@ python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
+editable=()
+for dir in services/*/ dev/; do editable+=(-e "$dir"); done
 "$venv/bin/python" -m pip install --progress-bar off -c constraints.txt \
-  -r requirements-dev.txt \
-  -e services/common -e services/orders -e services/payments -e services/worker -e services/gateway \
-  -e dev
+  -r requirements-dev.txt "${editable[@]}"

@@ -18,18 +18,8 @@ from typing import Any
 
 from fastapi import FastAPI, Header, HTTPException, Query, Response
 
-CATEGORIES = [
-    "books",
-    "electronics",
-    "home",
-    "garden",
-    "toys",
-    "sports",
-    "fashion",
-    "beauty",
-    "grocery",
-    "automotive",
-]
+from loadtests.journeys import CATEGORIES
+
 CATALOG_SIZE = 10000  # as the real catalog, so the journeys never ask for a missing product
 
 gateway = FastAPI()
@@ -45,7 +35,7 @@ def _product(i: int) -> dict[str, Any]:
         "sku": f"SKU-{i:06d}",
         "name": f"Product {i}",
         "description": "",
-        "category": CATEGORIES[i % 10],
+        "category": CATEGORIES[i % len(CATEGORIES)],
         "price_cents": 100 + i,
         "currency": "EUR",
     }
@@ -63,7 +53,9 @@ def list_products(
     page_token: str | None = None,
 ) -> Any:
     ids = [
-        i for i in range(1, CATALOG_SIZE + 1) if category is None or CATEGORIES[i % 10] == category
+        i
+        for i in range(1, CATALOG_SIZE + 1)
+        if category is None or CATEGORIES[i % len(CATEGORIES)] == category
     ]
     start = int(page_token or 0)
     page = ids[start : start + page_size]

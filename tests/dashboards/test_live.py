@@ -45,13 +45,13 @@ from dashboards.queries import (
     substitute,
     variable_values,
 )
+from perflab.dev.processes import SERVICES
 
 pytestmark = pytest.mark.e2e
 
 PROMETHEUS = "http://127.0.0.1:19090"
 GATEWAY = "http://127.0.0.1:18080"
 JAEGER = "http://127.0.0.1:16686"
-SERVICES = ("gateway", "orders", "payments", "worker")
 # Bounds of the traffic burst (all to 127.0.0.1).
 PRODUCT_READS = 600
 ORDERS = 60

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
+from perflab.dev.processes import SERVICES
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "perflab"
 RELEASE = "perflab"
 NAMESPACE = "perflab"
 # The Kubernetes version of kind's node image (deploy/kind/cluster.yaml).
 KUBE_VERSION = "1.37.0"
-SERVICES = ("gateway", "orders", "payments", "worker")
 
 
 def makefile_var(name: str) -> str:

@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
+from perflab.dev.processes import SERVICES
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "perflab"
 SCENARIOS = ["default", *sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))]
-SERVICES = ("gateway", "orders", "payments", "worker")
 # Read by the OpenTelemetry SDK itself, or set from the downward API for it.
 NOT_SETTINGS = {
     "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from perflab.dev.processes import SERVICES
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "perflab"
-SERVICES = ("gateway", "orders", "payments", "worker")
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 KPS = yaml.safe_load((ROOT / "deploy/monitoring/kube-prometheus-stack.values.yaml").read_text())
 

@@ -11,14 +11,13 @@ import httpx
 import pytest
 
 from loadtests.soak_verdict import memory_verdict, query_range
-from perflab.dev.processes import ServiceProcesses
+from perflab.dev.processes import SERVICES, ServiceProcesses
 
 from .chaos import OpenLoopLoad
 from .fault_switch import WAIT, fault_on
 
 pytestmark = pytest.mark.e2e
 SECONDS = 40  # of load per soak: the length of the run judged, not a wait for anything
-SERVICES = ("gateway", "orders", "payments", "worker")
 
 
 async def scraped_since(prometheus: str, moment: float) -> bool:

@@ -46,8 +46,7 @@ from deploy.hostcluster.tests.harness import (
     say,
     snapshot,
 )
-
-SERVICES = ("gateway", "orders", "payments", "worker")
+from perflab.dev.processes import SERVICES
 
 
 def wait_for(what: str, check: Any, timeout: float, every: float = 2.0) -> Any:

@@ -24,6 +24,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+# The services, in start order (each after what it calls). The one list: the tests, experiments
+# and scripts import it; dev/tests/test_one_source.py checks it against services/*/ and the
+# copies that cannot import it (shell scripts, the cluster smoke test, the load tests).
 SERVICES = ("payments", "orders", "worker", "gateway")
 
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 from prometheus_client import Gauge
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from perflab.common.settings import EnvSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,7 @@ def validate(name: str, value: float) -> float:
     return value
 
 
-class FaultSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
-
+class FaultSettings(EnvSettings):
     faults_redis_url: str = Field(
         default="redis://127.0.0.1:16379/0", description="Redis holding the fault switches."
     )
