@@ -24,6 +24,17 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from perflab.common.settings import (
+    LOCAL_ADMIN_PORT,
+    LOCAL_GATEWAY_PORT,
+    LOCAL_HOST,
+    LOCAL_KAFKA_PORT,
+    LOCAL_ORDERS_PORT,
+    LOCAL_PAYMENTS_PORT,
+    LOCAL_POSTGRES_PORT,
+    LOCAL_REDIS_PORT,
+)
+
 # The services, in start order (each after what it calls). The one list: the tests, experiments
 # and scripts import it; dev/tests/test_one_source.py checks it against services/*/ and the
 # copies that cannot import it (shell scripts, the cluster smoke test, the load tests).
@@ -34,11 +45,11 @@ SERVICES = ("payments", "orders", "worker", "gateway")
 class Infra:
     """Where the infrastructure listens. Defaults are the ports of `scripts/local-infra.sh`."""
 
-    postgres: str = field(default_factory=lambda: _env("POSTGRES_PORT", "15432"))
-    redis: str = field(default_factory=lambda: _env("REDIS_PORT", "16379"))
-    kafka: str = field(default_factory=lambda: _env("KAFKA_PORT", "19092"))
+    postgres: str = field(default_factory=lambda: _env("POSTGRES_PORT", LOCAL_POSTGRES_PORT))
+    redis: str = field(default_factory=lambda: _env("REDIS_PORT", LOCAL_REDIS_PORT))
+    kafka: str = field(default_factory=lambda: _env("KAFKA_PORT", LOCAL_KAFKA_PORT))
     otlp_grpc: str = field(default_factory=lambda: _env("JAEGER_OTLP_GRPC_PORT", "14317"))
-    host: str = "127.0.0.1"
+    host: str = LOCAL_HOST
 
     def database_url(self, database: str) -> str:
         return f"postgresql+asyncpg://perflab@{self.host}:{self.postgres}/{database}"
@@ -52,19 +63,22 @@ class Infra:
         return f"{self.host}:{self.kafka}"
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def _env(name: str, default: object) -> str:
+    return os.environ.get(name, str(default))
 
 
 @dataclass
 class Ports:
-    gateway: int = 18080
-    orders: int = 15051
-    payments: int = 15052
+    """Where the services listen (the metrics ports only here: their settings default to the
+    containers' 9464)."""
+
+    gateway: int = LOCAL_GATEWAY_PORT
+    orders: int = LOCAL_ORDERS_PORT
+    payments: int = LOCAL_PAYMENTS_PORT
     orders_metrics: int = 19101
     payments_metrics: int = 19102
     worker_metrics: int = 19103
-    admin: int = 18081
+    admin: int = LOCAL_ADMIN_PORT
 
     @classmethod
     def free(cls) -> "Ports":

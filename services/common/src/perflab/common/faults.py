@@ -21,7 +21,7 @@ from pydantic import Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from perflab.common.settings import EnvSettings
+from perflab.common.settings import LOCAL_REDIS_URL, EnvSettings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def validate(name: str, value: float) -> float:
 
 class FaultSettings(EnvSettings):
     faults_redis_url: str = Field(
-        default="redis://127.0.0.1:16379/0", description="Redis holding the fault switches."
+        default=LOCAL_REDIS_URL, description="Redis holding the fault switches."
     )
     faults_key: str = Field(default="perflab:faults", description="Hash of the fault switches.")
     faults_poll_seconds: float = Field(default=1.0, gt=0, description="How often to look.")

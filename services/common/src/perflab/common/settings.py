@@ -8,6 +8,24 @@ Values come from environment variables (no prefix, case-insensitive) so the same
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Where everything listens on a developer's machine (`make local`, the tests): the defaults of
+# the settings below and of the dev runner (perflab.dev.processes) come from here; in a cluster
+# the chart sets every address. All below Linux's ephemeral range (32768), see
+# perflab.dev.processes.free_port.
+LOCAL_HOST = "127.0.0.1"
+LOCAL_GATEWAY_PORT = 18080
+LOCAL_ADMIN_PORT = 18081
+LOCAL_ORDERS_PORT = 15051
+LOCAL_PAYMENTS_PORT = 15052
+LOCAL_POSTGRES_PORT = 15432
+LOCAL_REDIS_PORT = 16379
+LOCAL_KAFKA_PORT = 19092
+LOCAL_REDIS_URL = f"redis://{LOCAL_HOST}:{LOCAL_REDIS_PORT}/0"
+
+
+def local_database_url(database: str) -> str:
+    return f"postgresql+asyncpg://perflab@{LOCAL_HOST}:{LOCAL_POSTGRES_PORT}/{database}"
+
 
 class EnvSettings(BaseSettings):
     """The base of every settings mixin: read from the environment, which every service shares
@@ -26,7 +44,7 @@ class ServiceSettings(EnvSettings):
 
 class DatabaseSettings(EnvSettings):
     database_url: str = Field(
-        default="postgresql+asyncpg://perflab@127.0.0.1:15432/perflab",
+        default=local_database_url("perflab"),
         description="SQLAlchemy async URL (asyncpg driver).",
     )
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open.")
@@ -41,7 +59,7 @@ class DatabaseSettings(EnvSettings):
 
 class GrpcServerSettings(EnvSettings):
     grpc_host: str = Field(default="127.0.0.1", description="Interface the gRPC server binds.")
-    grpc_port: int = Field(default=15051, description="gRPC port.")
+    grpc_port: int = Field(default=LOCAL_ORDERS_PORT, description="gRPC port.")
     metrics_port: int = Field(default=9464, description="HTTP port for /metrics.")
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="In-flight RPCs get this long to finish on SIGTERM."
@@ -49,7 +67,7 @@ class GrpcServerSettings(EnvSettings):
 
 
 class KafkaSettings(EnvSettings):
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:19092")
+    kafka_bootstrap_servers: str = Field(default=f"{LOCAL_HOST}:{LOCAL_KAFKA_PORT}")
     kafka_topic_prefix: str = Field(
         default="", description="Prepended to every topic name (isolates test runs)."
     )

@@ -3,15 +3,24 @@ from functools import lru_cache
 from pydantic import Field
 
 from perflab.common.faults import FaultSettings
-from perflab.common.settings import ServiceSettings
+from perflab.common.settings import (
+    LOCAL_ADMIN_PORT,
+    LOCAL_GATEWAY_PORT,
+    LOCAL_HOST,
+    LOCAL_ORDERS_PORT,
+    LOCAL_REDIS_URL,
+    ServiceSettings,
+)
 
 
 class Settings(ServiceSettings, FaultSettings):
     service_name: str = "gateway"
     http_host: str = Field(default="127.0.0.1", description="Interface uvicorn binds.")
-    http_port: int = Field(default=18080, description="HTTP port of the public API.")
-    orders_addr: str = Field(default="127.0.0.1:15051", description="orders gRPC host:port.")
-    redis_url: str = Field(default="redis://127.0.0.1:16379/0")
+    http_port: int = Field(default=LOCAL_GATEWAY_PORT, description="HTTP port of the public API.")
+    orders_addr: str = Field(
+        default=f"{LOCAL_HOST}:{LOCAL_ORDERS_PORT}", description="orders gRPC host:port."
+    )
+    redis_url: str = Field(default=LOCAL_REDIS_URL)
     redis_key_prefix: str = Field(default="", description="Prepended to every Redis key.")
     redis_timeout_seconds: float = Field(default=0.5, gt=0, description="Per Redis command.")
     upstream_timeout_seconds: float = Field(
@@ -32,7 +41,7 @@ class Settings(ServiceSettings, FaultSettings):
     admin_host: str = Field(
         default="127.0.0.1", description="Interface of the admin API (faults); never public."
     )
-    admin_port: int = Field(default=18081, description="Port of the admin API; 0 = off.")
+    admin_port: int = Field(default=LOCAL_ADMIN_PORT, description="Port of the admin API; 0 = off.")
     max_in_flight: int = Field(
         default=256, ge=1, description="Requests served at once; more are shed with 503."
     )

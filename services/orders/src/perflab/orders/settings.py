@@ -5,17 +5,21 @@ from pydantic import Field
 
 from perflab.common.faults import FaultSettings
 from perflab.common.settings import (
+    LOCAL_HOST,
+    LOCAL_ORDERS_PORT,
+    LOCAL_PAYMENTS_PORT,
     DatabaseSettings,
     GrpcServerSettings,
     KafkaSettings,
     ServiceSettings,
+    local_database_url,
 )
 
 
 class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, KafkaSettings, FaultSettings):
     service_name: str = "orders"
-    database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:15432/orders"
-    grpc_port: int = 15051
+    database_url: str = local_database_url("orders")
+    grpc_port: int = LOCAL_ORDERS_PORT
     outbox_poll_interval_seconds: float = Field(
         default=0.5, gt=0, description="Relay poll period when no new order woke it up."
     )
@@ -29,7 +33,8 @@ class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, KafkaSetti
         "charges them before it returns (the worker stays the fallback).",
     )
     payments_addr: str = Field(
-        default="127.0.0.1:15052", description="payments gRPC host:port (PAYMENT_MODE=sync)."
+        default=f"{LOCAL_HOST}:{LOCAL_PAYMENTS_PORT}",
+        description="payments gRPC host:port (PAYMENT_MODE=sync).",
     )
     payment_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Deadline of the synchronous charge (or the caller's)."

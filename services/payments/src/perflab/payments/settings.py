@@ -3,13 +3,19 @@ from functools import lru_cache
 from pydantic import Field
 
 from perflab.common.faults import FaultSettings
-from perflab.common.settings import DatabaseSettings, GrpcServerSettings, ServiceSettings
+from perflab.common.settings import (
+    LOCAL_PAYMENTS_PORT,
+    DatabaseSettings,
+    GrpcServerSettings,
+    ServiceSettings,
+    local_database_url,
+)
 
 
 class Settings(ServiceSettings, DatabaseSettings, GrpcServerSettings, FaultSettings):
     service_name: str = "payments"
-    database_url: str = "postgresql+asyncpg://perflab@127.0.0.1:15432/payments"
-    grpc_port: int = 15052
+    database_url: str = local_database_url("payments")
+    grpc_port: int = LOCAL_PAYMENTS_PORT
     payment_latency_median_ms: float = Field(
         default=40.0, ge=0, description="Median latency of the simulated card processor."
     )

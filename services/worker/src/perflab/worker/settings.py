@@ -3,15 +3,25 @@ from functools import lru_cache
 from pydantic import Field
 
 from perflab.common.faults import FaultSettings
-from perflab.common.settings import KafkaSettings, ServiceSettings
+from perflab.common.settings import (
+    LOCAL_HOST,
+    LOCAL_ORDERS_PORT,
+    LOCAL_PAYMENTS_PORT,
+    KafkaSettings,
+    ServiceSettings,
+)
 
 
 class Settings(ServiceSettings, KafkaSettings, FaultSettings):
     service_name: str = "worker"
     http_host: str = Field(default="127.0.0.1", description="Interface for /metrics, /healthz.")
     http_port: int = Field(default=9464, description="Port for /metrics, /healthz, /readyz.")
-    orders_addr: str = Field(default="127.0.0.1:15051", description="orders gRPC host:port.")
-    payments_addr: str = Field(default="127.0.0.1:15052", description="payments gRPC host:port.")
+    orders_addr: str = Field(
+        default=f"{LOCAL_HOST}:{LOCAL_ORDERS_PORT}", description="orders gRPC host:port."
+    )
+    payments_addr: str = Field(
+        default=f"{LOCAL_HOST}:{LOCAL_PAYMENTS_PORT}", description="payments gRPC host:port."
+    )
     consumer_group: str = Field(default="perflab-worker", description="Kafka consumer group.")
     rpc_timeout_seconds: float = Field(default=5.0, gt=0, description="Deadline of each RPC.")
     max_attempts: int = Field(default=5, ge=1, description="Tries of a transient failure.")
