@@ -9,11 +9,15 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from perflab.common.faults import FaultFlags, FaultSettings
 from perflab.contracts.orders.v1 import orders_pb2
 from perflab.gateway.app import create_app
 from perflab.gateway.cache import ReadThroughCache
+from perflab.gateway.clients import Clients
+from perflab.gateway.deps import get_clients
 from perflab.gateway.settings import Settings
 
 
@@ -72,15 +76,36 @@ def orders() -> FakeOrders:
     return FakeOrders()
 
 
+def with_fakes(app: FastAPI, settings: Settings, orders: Any, faults: FaultFlags) -> FastAPI:
+    """`app` with fake clients in place of the lifespan's: the given orders stub, the cache
+    off, no idempotency store, no rate limit."""
+    clients = Clients(
+        settings=settings,
+        redis=None,  # type: ignore[arg-type]
+        orders_channel=None,  # type: ignore[arg-type]
+        orders=orders,
+        faults=faults,
+        product_cache=ReadThroughCache(None, "p", "", 60, enabled=False),  # type: ignore[arg-type]
+        idempotency=NoIdempotency(),  # type: ignore[arg-type]
+        rate_limiter=None,
+    )
+
+    async def fake_clients() -> Clients:  # async: FastAPI runs a plain def in a thread
+        return clients
+
+    app.dependency_overrides[get_clients] = fake_clients
+    return app
+
+
 @pytest.fixture
-async def client(orders: FakeOrders) -> AsyncIterator[httpx.AsyncClient]:
+def faults() -> FaultFlags:
+    return FaultFlags(FaultSettings())
+
+
+@pytest.fixture
+async def client(orders: FakeOrders, faults: FaultFlags) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(max_body_bytes=1024, tracing_enabled=False)
-    app = create_app(settings)
-    app.state.settings = settings
-    app.state.orders = orders
-    app.state.product_cache = ReadThroughCache(None, "p", "", 60, enabled=False)  # type: ignore[arg-type]
-    app.state.idempotency = NoIdempotency()
-    app.state.rate_limiter = None
+    app = with_fakes(create_app(settings, faults), settings, orders, faults)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
         yield c
@@ -187,11 +212,8 @@ async def test_load_beyond_max_in_flight_is_shed_with_503(orders: FakeOrders) ->
             return result
 
     settings = Settings(max_in_flight=3, tracing_enabled=False)
-    app = create_app(settings)
-    app.state.settings = settings
-    app.state.orders = Slow()
-    app.state.product_cache = ReadThroughCache(None, "p", "", 60, enabled=False)  # type: ignore[arg-type]
-    app.state.rate_limiter = None
+    faults = FaultFlags(settings)
+    app = with_fakes(create_app(settings, faults), settings, Slow(), faults)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
         answers = await asyncio.gather(*(c.get(f"/api/products/{i}") for i in range(1, 11)))
@@ -202,10 +224,11 @@ async def test_load_beyond_max_in_flight_is_shed_with_503(orders: FakeOrders) ->
     assert after.status_code == 200  # capacity is given back
 
 
-async def test_injected_cpu_burn_and_memory_leak(client: httpx.AsyncClient) -> None:
+async def test_injected_cpu_burn_and_memory_leak(
+    client: httpx.AsyncClient, faults: FaultFlags
+) -> None:
     from perflab.gateway import middleware
 
-    faults = client._transport.app.state.faults  # type: ignore[attr-defined]
     faults.set_local("memory_leak_kb", 64)
     faults.set_local("cpu_burn_ms", 20)
     before = len(middleware.LEAKED)

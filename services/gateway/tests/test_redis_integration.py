@@ -3,13 +3,18 @@ and what happens when Redis is gone. The orders service is faked (see test_api.F
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from perflab.common.faults import FaultFlags
 from perflab.dev.processes import Infra, free_port
 from perflab.gateway.app import create_app
+from perflab.gateway.clients import Clients
+from perflab.gateway.deps import get_clients
 from perflab.gateway.settings import Settings
 
 from .test_api import ORDER, FakeOrders
@@ -23,10 +28,20 @@ class SlowOrders(FakeOrders):
         return await super()._answer(request, result)
 
 
+def use_orders(app: FastAPI, orders: FakeOrders) -> None:
+    """The lifespan's clients (Redis is real), with `orders` as the orders stub."""
+    clients = replace(app.state.clients, orders=orders)
+
+    async def with_fake_orders() -> Clients:
+        return clients
+
+    app.dependency_overrides[get_clients] = with_fake_orders
+
+
 async def gateway(settings: Settings, orders: FakeOrders) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        app.state.orders = orders
+        use_orders(app, orders)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             yield client
@@ -136,10 +151,12 @@ async def test_an_injected_cache_outage_reads_through(
     infra: Infra, redis_prefix: str, orders: SlowOrders
 ) -> None:
     # A long poll period: the background refresh must not undo the local switch mid-test.
-    app = create_app(settings_for(infra, redis_prefix, faults_poll_seconds=60))
+    settings = settings_for(infra, redis_prefix, faults_poll_seconds=60)
+    faults = FaultFlags(settings)
+    app = create_app(settings, faults)
     async with app.router.lifespan_context(app):
-        app.state.orders = orders
-        app.state.faults.set_local("cache_unavailable", 1)
+        use_orders(app, orders)
+        faults.set_local("cache_unavailable", 1)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             for _ in range(3):

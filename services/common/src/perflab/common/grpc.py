@@ -6,7 +6,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -144,16 +144,23 @@ async def serve(
     grace_seconds: float,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     outage_reason: Callable[[BaseException], str | None] | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> None:
     """Runs a grpc.aio server until SIGTERM/SIGINT.
 
     `register` adds the servicers and returns their full service names, which get a health
-    status and reflection. `outage_reason`: see ServerMetricsInterceptor. On SIGTERM the
-    health service flips to NOT_SERVING (so the load balancer stops sending work), then
-    in-flight RPCs get `grace_seconds` to finish.
+    status and reflection. `outage_reason`: see ServerMetricsInterceptor. `interceptors` run
+    innermost: inside the tracing span and the RPC metrics, on the decoded request, as code
+    in the servicer would (a service's injected faults). On SIGTERM the health service flips
+    to NOT_SERVING (so the load balancer stops sending work), then in-flight RPCs get
+    `grace_seconds` to finish.
     """
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(), ServerMetricsInterceptor(outage_reason)],
+        interceptors=[
+            aio_server_interceptor(),
+            ServerMetricsInterceptor(outage_reason),
+            *interceptors,
+        ],
         # Clients keep one HTTP/2 connection for good; ending it after a while makes them
         # reconnect through the Service, so replicas the HPA adds receive traffic too.
         options=[

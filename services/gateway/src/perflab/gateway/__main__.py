@@ -15,8 +15,9 @@ def main() -> None:
     configure_logging(settings.service_name, settings.log_level)
     shutdown_tracing = setup_tracing(settings.service_name, settings.tracing_enabled)
     RedisInstrumentor().instrument()
+    stop_admin = None
     if settings.admin_port:
-        serve_admin_in_background(
+        stop_admin = serve_admin_in_background(
             create_admin_app(settings.faults_redis_url, settings.faults_key),
             settings.admin_host,
             settings.admin_port,
@@ -33,6 +34,8 @@ def main() -> None:
             timeout_keep_alive=75,
         )
     finally:
+        if stop_admin is not None:
+            stop_admin()
         shutdown_tracing()
 
 

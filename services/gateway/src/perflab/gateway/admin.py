@@ -2,9 +2,12 @@
 `ADMIN_HOST`), never on the public one, and not exposed outside the cluster by the chart."""
 
 import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated
 
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
@@ -23,12 +26,28 @@ class FaultUpdate(BaseModel):
     value: float
 
 
-def create_admin_app(redis_url: str, key: str) -> FastAPI:
-    app = FastAPI(title="perflab admin", summary="Faults on demand; not a public API.")
+async def get_redis(request: Request) -> Redis:
+    return request.app.state.redis  # type: ignore[no-any-return]
 
-    async def current() -> list[FaultPublic]:
+
+# The admin app's one Redis client, opened and closed by its lifespan (it runs on its own
+# thread and event loop, so it cannot share the public app's); tests override `get_redis`.
+RedisDep = Annotated[Redis, Depends(get_redis)]
+
+
+def create_admin_app(redis_url: str, key: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with Redis.from_url(redis_url) as redis:
-            values = await read_faults(redis, key)
+            app.state.redis = redis
+            yield
+
+    app = FastAPI(
+        title="perflab admin", summary="Faults on demand; not a public API.", lifespan=lifespan
+    )
+
+    async def current(redis: Redis) -> list[FaultPublic]:
+        values = await read_faults(redis, key)
         return [
             FaultPublic(name=n, service=f.service, value=values[n], maximum=f.maximum,
                         description=f.description)
@@ -36,32 +55,37 @@ def create_admin_app(redis_url: str, key: str) -> FastAPI:
         ]  # fmt: skip
 
     @app.get("/admin/faults")
-    async def list_faults() -> list[FaultPublic]:
-        return await current()
+    async def list_faults(redis: RedisDep) -> list[FaultPublic]:
+        return await current(redis)
 
     @app.put("/admin/faults/{name}")
-    async def update_fault(name: str, update: FaultUpdate) -> FaultPublic:
+    async def update_fault(name: str, update: FaultUpdate, redis: RedisDep) -> FaultPublic:
         if name not in FAULTS:
             raise HTTPException(404, f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
         try:
-            async with Redis.from_url(redis_url) as redis:
-                await set_fault(redis, key, name, update.value)
+            await set_fault(redis, key, name, update.value)
         except FaultError as exc:
             raise HTTPException(422, str(exc)) from exc
-        return next(f for f in await current() if f.name == name)
+        return next(f for f in await current(redis) if f.name == name)
 
     @app.delete("/admin/faults")
-    async def reset_faults() -> list[FaultPublic]:
-        async with Redis.from_url(redis_url) as redis:
-            await redis.delete(key)
-        return await current()
+    async def reset_faults(redis: RedisDep) -> list[FaultPublic]:
+        await redis.delete(key)
+        return await current(redis)
 
     return app
 
 
-def serve_admin_in_background(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+def serve_admin_in_background(app: FastAPI, host: str, port: int) -> Callable[[], None]:
     """Runs the admin app on a thread of its own: outside the main thread uvicorn leaves the
-    signal handlers to the public server, which owns shutdown."""
+    signal handlers to the public server, which owns shutdown. Returns the function that stops
+    it (its lifespan closes its Redis client) and waits, briefly, for the thread to end."""
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None))
-    threading.Thread(target=server.run, name="admin-http", daemon=True).start()
-    return server
+    thread = threading.Thread(target=server.run, name="admin-http", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=5)
+
+    return stop

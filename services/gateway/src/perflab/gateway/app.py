@@ -1,4 +1,5 @@
-"""The gateway application: `create_app(settings)` builds it; clients live in the lifespan."""
+"""The gateway application: `create_app(settings)` builds it; its clients (clients.py) are
+opened and closed by its lifespan."""
 
 import asyncio
 import logging
@@ -16,19 +17,16 @@ from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from redis.asyncio import Redis
 
 from perflab.common.faults import FaultFlags
-from perflab.common.grpc import insecure_channel
 from perflab.common.metrics import LATENCY_BUCKETS, observe
-from perflab.contracts.orders.v1.orders_pb2_grpc import OrdersServiceStub
-from perflab.gateway.cache import ReadThroughCache
+from perflab.gateway.clients import open_clients
+from perflab.gateway.deps import ClientsDep
 from perflab.gateway.errors import grpc_error_handler
-from perflab.gateway.idempotency import IdempotencyStore
 from perflab.gateway.middleware import (
     AdmissionControl,
     BodySizeLimit,
     InjectedFaults,
     TraceIdHeader,
 )
-from perflab.gateway.ratelimit import RateLimiter
 from perflab.gateway.routes import router
 from perflab.gateway.settings import Settings
 
@@ -55,67 +53,17 @@ def _request_duration_with_exemplars(info: metrics.Info) -> None:
 UNMONITORED = ["/metrics", "/healthz", "/readyz"]
 
 
-# Reads are idempotent: gRPC itself retries them on UNAVAILABLE, with jittered exponential
-# backoff, and its retry throttling is the retry budget (retries stop while more than half the
-# recent calls failed), so retries cannot multiply an outage. Order creation is not retried
-# here: the client retries it safely with its Idempotency-Key.
-READ_RETRY_POLICY = {
-    "methodConfig": [
-        {
-            "name": [
-                {"service": "perflab.contracts.orders.v1.OrdersService", "method": m}
-                for m in ("GetProduct", "ListProducts", "GetOrder", "ListCustomerOrders")
-            ],
-            "retryPolicy": {
-                "maxAttempts": 3,
-                "initialBackoff": "0.05s",
-                "maxBackoff": "0.5s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }
-    ],
-    "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
-}
-
-
-def create_app(settings: Settings) -> FastAPI:
-    faults = FaultFlags(settings)
+def create_app(settings: Settings, faults: FaultFlags | None = None) -> FastAPI:
+    """The app; its clients are opened by its lifespan. `faults`: the fault switches its
+    middleware reads (a test passes its own to flip them without Redis)."""
+    if faults is None:
+        faults = FaultFlags(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout_seconds,
-            socket_connect_timeout=settings.redis_timeout_seconds,
-        )
-        channel = insecure_channel(settings.orders_addr, READ_RETRY_POLICY)
-        await faults.start()
-        app.state.settings = settings
-        app.state.redis = redis
-        app.state.orders_channel = channel
-        app.state.orders = OrdersServiceStub(channel)
-        app.state.product_cache = ReadThroughCache(
-            redis, "products", settings.redis_key_prefix, settings.cache_ttl_seconds,
-            enabled=settings.cache_enabled, coalesce=settings.cache_coalesce, faults=faults,
-        )  # fmt: skip
-        app.state.idempotency = IdempotencyStore(
-            redis, settings.redis_key_prefix, settings.idempotency_ttl_seconds
-        )
-        app.state.rate_limiter = (
-            RateLimiter(
-                redis,
-                settings.redis_key_prefix,
-                settings.rate_limit_requests,
-                settings.rate_limit_window_seconds,
-            )
-            if settings.rate_limit_enabled
-            else None
-        )
-        yield
-        await faults.stop()
-        await channel.close()
-        await redis.aclose()
+        async with open_clients(settings, faults) as clients:
+            app.state.clients = clients
+            yield
 
     app = FastAPI(
         title="perflab gateway",
@@ -123,7 +71,6 @@ def create_app(settings: Settings) -> FastAPI:
         summary="The public HTTP API of the perflab shop.",
         lifespan=lifespan,
     )
-    app.state.faults = faults
     app.include_router(router)
     app.add_exception_handler(grpc.aio.AioRpcError, grpc_error_handler)
 
@@ -133,12 +80,16 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    async def readyz() -> JSONResponse:
+    async def readyz(clients: ClientsDep) -> JSONResponse:
         """Ready: Redis and the orders service answer."""
         checks = dict(
             zip(
                 ("redis", "orders"),
-                await asyncio.gather(_redis_ok(app), _orders_ok(app), return_exceptions=False),
+                await asyncio.gather(
+                    _redis_ok(clients.redis),
+                    _orders_ok(clients.orders_channel),
+                    return_exceptions=False,
+                ),
                 strict=True,
             )
         )
@@ -177,15 +128,15 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _redis_ok(app: FastAPI) -> bool:
+async def _redis_ok(redis: Redis) -> bool:
     try:
-        return bool(await app.state.redis.ping())
+        return bool(await redis.ping())
     except Exception:
         return False
 
 
-async def _orders_ok(app: FastAPI) -> bool:
-    stub = health_pb2_grpc.HealthStub(app.state.orders_channel)
+async def _orders_ok(channel: grpc.aio.Channel) -> bool:
+    stub = health_pb2_grpc.HealthStub(channel)
     try:
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
     except grpc.aio.AioRpcError:

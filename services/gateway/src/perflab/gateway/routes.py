@@ -6,15 +6,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Resp
 
 from perflab.contracts.orders.v1 import orders_pb2
 from perflab.gateway.convert import order_public, product_public
-from perflab.gateway.deps import (
-    Idempotency,
-    OrdersStub,
-    ProductCache,
-    ProductId,
-    RateLimitedProductLookup,
-    SettingsDep,
-    rate_limit,
-)
+from perflab.gateway.deps import ClientsDep, ProductId, RateLimitedProductLookup, rate_limit
 from perflab.gateway.idempotency import KeyReused, fingerprint
 from perflab.gateway.middleware import remaining_budget
 from perflab.gateway.schemas import (
@@ -40,9 +32,7 @@ PageToken = Annotated[str | None, Query(max_length=512, description="From next_p
 
 @router.get("/products", response_model=ProductPage, tags=["catalog"], dependencies=RATE_LIMITED)
 async def list_products(
-    orders: OrdersStub,
-    cache: ProductCache,
-    settings: SettingsDep,
+    clients: ClientsDep,
     category: Annotated[str | None, Query(max_length=64)] = None,
     page_size: PageSize = 20,
     page_token: PageToken = None,
@@ -52,13 +42,13 @@ async def list_products(
     )
 
     async def load() -> bytes:
-        response = await orders.ListProducts(
-            request, timeout=remaining_budget(settings.upstream_timeout_seconds)
+        response = await clients.orders.ListProducts(
+            request, timeout=remaining_budget(clients.settings.upstream_timeout_seconds)
         )
         return response.SerializeToString()  # type: ignore[no-any-return]
 
     key = f"list:{category or ''}:{page_size}:{page_token or ''}"
-    page = orders_pb2.ListProductsResponse.FromString(await cache.get(key, load))
+    page = orders_pb2.ListProductsResponse.FromString(await clients.product_cache.get(key, load))
     return ProductPage(
         products=[product_public(p) for p in page.products],
         next_page_token=page.next_page_token or None,
@@ -69,18 +59,16 @@ async def list_products(
 async def get_product(
     product_id: ProductId,
     known: RateLimitedProductLookup,
-    orders: OrdersStub,
-    cache: ProductCache,
-    settings: SettingsDep,
+    clients: ClientsDep,
 ) -> ProductPublic:
     async def load() -> bytes:
-        product = await orders.GetProduct(
+        product = await clients.orders.GetProduct(
             orders_pb2.GetProductRequest(id=product_id),
-            timeout=remaining_budget(settings.upstream_timeout_seconds),
+            timeout=remaining_budget(clients.settings.upstream_timeout_seconds),
         )
         return product.SerializeToString()  # type: ignore[no-any-return]
 
-    cached = await cache.get(str(product_id), load, known)
+    cached = await clients.product_cache.get(str(product_id), load, known)
     return product_public(orders_pb2.Product.FromString(cached))
 
 
@@ -95,9 +83,7 @@ async def get_product(
 async def create_order(
     body: OrderCreate,
     response: Response,
-    orders: OrdersStub,
-    idempotency: Idempotency,
-    settings: SettingsDep,
+    clients: ClientsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -113,7 +99,7 @@ async def create_order(
     request_fingerprint = fingerprint(body.model_dump())
     if idempotency_key:
         try:
-            stored = await idempotency.lookup(idempotency_key, request_fingerprint)
+            stored = await clients.idempotency.lookup(idempotency_key, request_fingerprint)
         except KeyReused as exc:
             raise HTTPException(422, str(exc)) from exc
         if stored is not None:
@@ -121,7 +107,7 @@ async def create_order(
             response.headers["Location"] = f"/api/orders/{order.id}"
             response.headers["Idempotent-Replayed"] = "true"
             return order_public(order)
-    order = await orders.CreateOrder(
+    order = await clients.orders.CreateOrder(
         orders_pb2.CreateOrderRequest(
             customer_id=body.customer_id,
             items=[
@@ -130,10 +116,12 @@ async def create_order(
             ],
             idempotency_key=idempotency_key or "",
         ),
-        timeout=remaining_budget(settings.upstream_timeout_seconds),
+        timeout=remaining_budget(clients.settings.upstream_timeout_seconds),
     )
     if idempotency_key:
-        await idempotency.save(idempotency_key, request_fingerprint, order.SerializeToString())
+        await clients.idempotency.save(
+            idempotency_key, request_fingerprint, order.SerializeToString()
+        )
     response.headers["Location"] = f"/api/orders/{order.id}"
     return order_public(order)
 
@@ -142,11 +130,11 @@ async def create_order(
     "/orders/{order_id}", response_model=OrderPublic, tags=["orders"], dependencies=RATE_LIMITED
 )
 async def get_order(
-    order_id: Annotated[str, Path(max_length=64)], orders: OrdersStub, settings: SettingsDep
+    order_id: Annotated[str, Path(max_length=64)], clients: ClientsDep
 ) -> OrderPublic:
-    order = await orders.GetOrder(
+    order = await clients.orders.GetOrder(
         orders_pb2.GetOrderRequest(id=order_id),
-        timeout=remaining_budget(settings.upstream_timeout_seconds),
+        timeout=remaining_budget(clients.settings.upstream_timeout_seconds),
     )
     return order_public(order)
 
@@ -159,17 +147,16 @@ async def get_order(
 )
 async def list_customer_orders(
     customer_id: Annotated[CustomerId, Path()],
-    orders: OrdersStub,
-    settings: SettingsDep,
+    clients: ClientsDep,
     page_size: PageSize = 20,
     page_token: PageToken = None,
 ) -> OrderPage:
     """A customer's orders, newest first."""
-    page = await orders.ListCustomerOrders(
+    page = await clients.orders.ListCustomerOrders(
         orders_pb2.ListCustomerOrdersRequest(
             customer_id=customer_id, page_size=page_size, page_token=page_token or ""
         ),
-        timeout=remaining_budget(settings.upstream_timeout_seconds),
+        timeout=remaining_budget(clients.settings.upstream_timeout_seconds),
     )
     return OrderPage(
         orders=[order_public(o) for o in page.orders],

@@ -16,6 +16,7 @@ from perflab.common.settings import ORDERS_CREATED_TOPIC
 from perflab.common.telemetry import setup_tracing
 from perflab.contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from perflab.contracts.payments.v1 import payments_pb2_grpc
+from perflab.orders.faults import PoisoningProducer
 from perflab.orders.outbox import OutboxRelay
 from perflab.orders.payment import SyncPayer
 from perflab.orders.repository import Limits, Repository
@@ -38,16 +39,18 @@ async def run(settings: Settings) -> None:
     )
     relay = OutboxRelay(
         sessions,
-        lambda: AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id=settings.service_name,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
+        lambda: PoisoningProducer(
+            AIOKafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                client_id=settings.service_name,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+            ),
+            faults,
         ),
         batch_size=settings.outbox_batch_size,
         poll_interval=settings.outbox_poll_interval_seconds,
-        faults=faults,
     )
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
     payments_channel = None

@@ -6,7 +6,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -140,11 +140,30 @@ class Repository:
         self.limits = limits
         self._faults = faults
 
-    async def _injected_slowness(self, session: AsyncSession | AsyncConnection) -> None:
-        """The `db_slow_ms` fault: a real pg_sleep, so it holds a connection like a slow query."""
+    # The one fault that acts inside the repository's work, because what it demonstrates is a
+    # slow statement: `db_slow_ms` runs a real pg_sleep on the connection an operation has just
+    # taken, before the operation's own statements, so that pooled connection (and a read's
+    # transaction) is held as a slow query would hold it, and the trace shows the statement's
+    # span under the RPC's. Operations take their connection through `_session()` or
+    # `_single_statements()`, the only callers of this hook.
+    async def _slow_statement_fault(self, conn: AsyncSession | AsyncConnection) -> None:
         ms = self._faults.value("db_slow_ms") if self._faults else 0
         if ms:
-            await session.execute(text("SELECT pg_sleep(:s)"), {"s": ms / 1000})
+            await conn.execute(text("SELECT pg_sleep(:s)"), {"s": ms / 1000})
+
+    def _session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session for one read. Without the db_slow_ms fault, the session itself (it is its
+        own context manager: nothing is added per call)."""
+        session = self._sessions()
+        if self._faults is not None and self._faults.value("db_slow_ms"):
+            return self._slowed(session)
+        return session
+
+    @asynccontextmanager
+    async def _slowed(self, session: AsyncSession) -> AsyncIterator[AsyncSession]:
+        async with session:
+            await self._slow_statement_fault(session)
+            yield session
 
     @asynccontextmanager
     async def _single_statements(self) -> AsyncIterator[AsyncConnection]:
@@ -152,12 +171,11 @@ class Repository:
         their own): no BEGIN and COMMIT, two round trips fewer per call."""
         async with self._sessions() as session:
             conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            await self._injected_slowness(conn)
+            await self._slow_statement_fault(conn)
             yield conn
 
     async def get_product(self, product_id: int) -> Product:
-        async with self._sessions() as session:
-            await self._injected_slowness(session)
+        async with self._session() as session:
             product = await session.get(Product, product_id)
         if product is None:
             raise NotFound(f"product {product_id} does not exist")
@@ -178,8 +196,7 @@ class Repository:
                 query = query.where(Product.id > int(after))
             except (InvalidPageToken, ValueError) as exc:
                 raise InvalidArgument("page_token is not a token this API issued") from exc
-        async with self._sessions() as session:
-            await self._injected_slowness(session)
+        async with self._session() as session:
             products = list((await session.scalars(query)).all())
         if len(products) <= size:
             return products, ""
@@ -287,13 +304,13 @@ class Repository:
         return order
 
     async def _by_idempotency_key(self, key: str) -> Order | None:
+        # A plain session: db_slow_ms slows the order's write, not this look-up before it.
         async with self._sessions() as session:
             return await session.scalar(select(Order).where(Order.idempotency_key == key))
 
     async def get_order(self, order_id: str) -> Order:
         oid = _parse_uuid(order_id, "order id")
-        async with self._sessions() as session:
-            await self._injected_slowness(session)
+        async with self._session() as session:
             order = await session.get(Order, oid)
         if order is None:
             raise NotFound(f"order {_quote(order_id)} does not exist")
@@ -319,8 +336,7 @@ class Repository:
             except (InvalidPageToken, ValueError, OverflowError) as exc:
                 raise InvalidArgument("page_token is not a token this API issued") from exc
             query = query.where(tuple_(Order.created_at, Order.id) < cursor)
-        async with self._sessions() as session:
-            await self._injected_slowness(session)
+        async with self._session() as session:
             orders = list((await session.scalars(query)).all())
         if len(orders) <= size:
             return orders, ""

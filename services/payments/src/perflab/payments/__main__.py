@@ -12,6 +12,7 @@ from perflab.common.logging import configure_logging
 from perflab.common.metrics import serve_metrics
 from perflab.common.telemetry import setup_tracing
 from perflab.contracts.payments.v1 import payments_pb2, payments_pb2_grpc
+from perflab.payments.faults import InjectedFaults
 from perflab.payments.ledger import Ledger
 from perflab.payments.processor import SimulatedProcessor
 from perflab.payments.servicer import PaymentsServicer
@@ -35,9 +36,7 @@ async def run(settings: Settings) -> None:
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
-        payments_pb2_grpc.add_PaymentsServiceServicer_to_server(
-            PaymentsServicer(ledger, faults), server
-        )
+        payments_pb2_grpc.add_PaymentsServiceServicer_to_server(PaymentsServicer(ledger), server)
         return [payments_pb2.DESCRIPTOR.services_by_name["PaymentsService"].full_name]
 
     async def on_stop() -> None:
@@ -51,6 +50,7 @@ async def run(settings: Settings) -> None:
         settings.shutdown_grace_seconds,
         on_stop,
         outage_reason=unavailable_reason,
+        interceptors=[InjectedFaults(faults)],
     )
 
 

@@ -1,10 +1,7 @@
 """The PaymentsService gRPC servicer."""
 
-import asyncio
-
 import grpc
 
-from perflab.common.faults import FaultFlags
 from perflab.contracts.payments.v1 import payments_pb2, payments_pb2_grpc
 from perflab.payments.ledger import (
     ChargeError,
@@ -26,25 +23,14 @@ _STATUS = {
 
 
 class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
-    def __init__(self, ledger: Ledger, faults: FaultFlags):
-        self._ledger = ledger
-        self._faults = faults
+    """Charges through the ledger; the injected faults act before it (faults.py)."""
 
-    async def _injected_faults(self, context: grpc.aio.ServicerContext) -> None:
-        """Faults act before the ledger is touched, so they never leave a charge half-done."""
-        if self._faults.value("payments_unreachable"):
-            remaining = context.time_remaining()
-            await asyncio.sleep(remaining + 1 if remaining is not None else 3600)
-        if self._faults.chance("payments_error_rate"):
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "payments failing (injected fault)")
-        extra_ms = self._faults.value("payments_latency_ms")
-        if extra_ms:
-            await asyncio.sleep(extra_ms / 1000)
+    def __init__(self, ledger: Ledger):
+        self._ledger = ledger
 
     async def Charge(
         self, request: payments_pb2.ChargeRequest, context: grpc.aio.ServicerContext
     ) -> payments_pb2.Payment:
-        await self._injected_faults(context)
         try:
             result = await self._ledger.charge(
                 request.order_id, request.customer_id, request.amount_cents, request.currency

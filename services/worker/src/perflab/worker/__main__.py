@@ -16,6 +16,7 @@ from perflab.common.telemetry import setup_tracing
 from perflab.contracts.orders.v1 import orders_pb2_grpc
 from perflab.contracts.payments.v1 import payments_pb2_grpc
 from perflab.worker.consumer import OrderEventsConsumer, RetryPolicy
+from perflab.worker.faults import DelayedFlow
 from perflab.worker.payment_flow import PaymentFlow, payments_breaker
 from perflab.worker.settings import Settings, get_settings
 
@@ -45,11 +46,13 @@ async def run(settings: Settings, state: dict[str, bool]) -> None:
     worker = OrderEventsConsumer(
         consumer,
         producer,
-        PaymentFlow(
-            orders_pb2_grpc.OrdersServiceStub(orders_channel),
-            payments_pb2_grpc.PaymentsServiceStub(payments_channel),
-            settings.rpc_timeout_seconds,
-            payments_breaker(settings.breaker_failures, settings.breaker_reset_seconds),
+        DelayedFlow(
+            PaymentFlow(
+                orders_pb2_grpc.OrdersServiceStub(orders_channel),
+                payments_pb2_grpc.PaymentsServiceStub(payments_channel),
+                settings.rpc_timeout_seconds,
+                payments_breaker(settings.breaker_failures, settings.breaker_reset_seconds),
+            ),
             faults,
         ),
         topic=topic,

@@ -24,8 +24,9 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -34,9 +35,9 @@ from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from perflab.common.metrics import PUBLISHED, observe
+from perflab.contracts.events.v1 import events_pb2
 from perflab.worker.payment_flow import (
     CircuitOpen,
-    PaymentFlow,
     PermanentError,
     TransientError,
     parse_event,
@@ -161,12 +162,19 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
         )
 
 
+class Flow(Protocol):
+    """What the consumer does with one event (PaymentFlow; DelayedFlow around it, faults.py).
+    Raises TransientError to be retried, PermanentError to dead-letter the message."""
+
+    def process(self, event: events_pb2.OrderCreated) -> Awaitable[object]: ...
+
+
 class OrderEventsConsumer:
     def __init__(
         self,
         consumer: AIOKafkaConsumer,
         dead_letters: AIOKafkaProducer,
-        flow: PaymentFlow,
+        flow: Flow,
         topic: str,
         dead_letter_topic: str,
         retry: RetryPolicy,

@@ -11,7 +11,6 @@ consumer rests the partition, so orders wait in Kafka instead of hammering a sic
 then one trial call decides whether it closes again.
 """
 
-import asyncio
 from datetime import timedelta
 
 import grpc
@@ -24,7 +23,6 @@ from aiobreaker import (
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Gauge
 
-from perflab.common.faults import FaultFlags
 from perflab.contracts.events.v1 import events_pb2
 from perflab.contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from perflab.contracts.payments.v1 import payments_pb2, payments_pb2_grpc
@@ -116,18 +114,13 @@ class PaymentFlow:
         payments: payments_pb2_grpc.PaymentsServiceStub,
         timeout_seconds: float,
         breaker: CircuitBreaker | None = None,
-        faults: FaultFlags | None = None,
     ):
         self._orders = orders
         self._payments = payments
         self._timeout = timeout_seconds
         self._breaker = breaker or payments_breaker(5, 10)
-        self._faults = faults
 
     async def process(self, event: events_pb2.OrderCreated) -> payments_pb2.Payment:
-        delay_ms = self._faults.value("worker_delay_ms") if self._faults else 0
-        if delay_ms:
-            await asyncio.sleep(delay_ms / 1000)
         request = payments_pb2.ChargeRequest(
             order_id=event.order_id,
             customer_id=event.customer_id,
