@@ -108,11 +108,11 @@ def cmd_list() -> int:
         try:
             s = load(path)
             print(
-                f"{s.name:<12} {s.executor:<22} {format_duration(s.duration):>8}"
+                f"{s.name:<15} {s.executor:<22} {format_duration(s.duration):>8}"
                 f"  {s.description.splitlines()[0] if s.description else ''}"
             )
         except ScenarioError as exc:
-            print(f"{path.stem:<12} INVALID: {exc}")
+            print(f"{path.stem:<15} INVALID: {exc}")
     return 0
 
 

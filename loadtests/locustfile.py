@@ -40,23 +40,31 @@ from loadtests.scenario import find, load
 SCENARIO = load(
     find(os.environ.get("SCENARIO") or "smoke"), variant=os.environ.get("VARIANT") or None
 )
+if SCENARIO.only is None:
+    raise SystemExit(
+        f"{SCENARIO.source}: has several scenarios"
+        f" ({', '.join(w.name for w in SCENARIO.workloads)});"
+        " Locust's own command line (web UI, master and workers) runs files with one; run this one"
+        " with python -m loadtests run"
+    )
+WORKLOAD = SCENARIO.only
 CTX = lt.new_context(SCENARIO, lt.new_run_id())
-VirtualUser = lt.make_user_class(CTX, host=None)
+VirtualUser = lt.make_user_class(CTX, None, CTX.only)
 START_MESSAGE = "loadtests:start"
 
-if SCENARIO.open_loop:
+if WORKLOAD.open_loop:
 
     class ScenarioShape(LoadTestShape):
         """Open loop: keep the pre-allocated VUs while the workers' schedulers run."""
 
         def tick(self) -> tuple[int, float] | None:
-            over = self.get_run_time() - SCENARIO.duration
+            over = self.get_run_time() - WORKLOAD.duration
             # after the schedule: stop once every generator has finished its schedule with no
             # iteration in flight (workers say so in their reports, every few seconds), or
             # when gracefulStop is over
-            if over >= SCENARIO.graceful_stop or (over >= 0 and all_done()):
+            if over >= WORKLOAD.graceful_stop or (over >= 0 and all_done()):
                 return None
-            return SCENARIO.pre_allocated_vus, float(min(SCENARIO.pre_allocated_vus, 100))
+            return WORKLOAD.pre_allocated_vus, float(min(WORKLOAD.pre_allocated_vus, 100))
 
     def all_done() -> bool:
         if isinstance(Session.runner, MasterRunner):
@@ -65,7 +73,7 @@ if SCENARIO.open_loop:
             return len(exports) >= expected > 0 and all(
                 e.get("finished") and e["busy"] == 0 for e in exports
             )
-        scheduler = CTX.scheduler
+        scheduler = CTX.only.scheduler
         return scheduler is not None and scheduler.finished and CTX.state.vus_busy == 0
 
 else:
@@ -76,7 +84,7 @@ else:
         abstract = False
 
         def __init__(self) -> None:
-            super().__init__(SCENARIO.schedule, SCENARIO.graceful_ramp_down, SCENARIO.graceful_stop)
+            super().__init__(WORKLOAD.schedule, WORKLOAD.graceful_ramp_down, WORKLOAD.graceful_stop)
 
 
 class Session:
@@ -97,11 +105,11 @@ def start_scheduler(
     of the whole schedule, from the wall-clock time ``start_at`` (the same for every worker,
     so their starts interleave instead of firing in lockstep)."""
     assert environment.runner is not None
-    scheduler = lt.ArrivalScheduler(environment.runner, VirtualUser, CTX, index, count)
+    scheduler = lt.ArrivalScheduler(environment.runner, VirtualUser, CTX.only, index, count)
     if isinstance(environment.runner, WorkerRunner):
         Session.monitor = lt.GeneratorMonitor(lambda: not scheduler.finished)
         gevent.spawn(Session.monitor.run)
-    CTX.scheduler = scheduler
+    CTX.only.scheduler = scheduler
     began = time.perf_counter()
     if start_at is not None:
         began += start_at - time.time()
@@ -122,11 +130,11 @@ def on_init(environment: Environment, **_: Any) -> None:
             start_scheduler(environment, int(data["index"]), int(data["workers"]), data["start_at"])
 
         runner.register_message(START_MESSAGE, on_start)
-        lt.record_requests(environment, CTX.state)
+        lt.record_requests(environment, CTX)
 
         def report(client_id: str, data: dict[str, Any]) -> None:
             monitor = Session.monitor
-            scheduler = CTX.scheduler
+            scheduler = CTX.only.scheduler
             data["loadtests"] = CTX.state.export() | {
                 "generator": monitor.verdict() if monitor and monitor.windows else None,
                 "finished": scheduler is not None and scheduler.finished,
@@ -183,7 +191,7 @@ def on_test_start(environment: Environment, **_: Any) -> None:
         controller.monitor = lt.GeneratorMonitor(lambda: controller.schedule_end is None)
         gevent.spawn(controller.monitor.run)
     Session.watcher = gevent.spawn(watch, environment, controller)
-    if SCENARIO.open_loop:
+    if WORKLOAD.open_loop:
         if isinstance(runner, MasterRunner):
             workers = sorted(client.id for client in runner.clients.all)
             start_at = time.time() + 0.5  # every worker receives its message before this

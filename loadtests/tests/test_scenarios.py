@@ -1,0 +1,145 @@
+"""Several scenarios in one file (k6's ``scenarios:``), run for real against the in-memory fake
+gateway: each scenario starts at its own startTime with its own executor and journeys, every
+request is tagged with its scenario, and thresholds filtered by scenario pass or fail on that
+scenario's figures alone."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests.tests.helpers import REPO, run_loadtest
+
+# browse: 10 iterations/s of one product read from 0 s to 4 s; checkout: one closed-loop VU
+# buying from 2 s to 4 s. Thresholds are added per test.
+TWO_SCENARIOS = """
+name: two
+thinkTime: 0s
+scenarios:
+  browse:
+    executor: constant-arrival-rate
+    rate: 10
+    duration: 4s
+    preAllocatedVUs: 5
+    journeys: {product: 1}
+  checkout:
+    executor: constant-vus
+    startTime: 2s
+    vus: 1
+    duration: 2s
+    journeys: {buy: 1}
+    gracefulStop: 3s
+"""
+
+
+def write(tmp_path: Path, thresholds: str) -> Path:
+    path = tmp_path / "two.yaml"
+    path.write_text(TWO_SCENARIOS + "thresholds:\n" + thresholds)
+    return path
+
+
+def test_the_second_scenario_starts_at_its_offset_with_its_own_journeys(
+    fake_gateway: str, tmp_path: Path
+) -> None:
+    scenario = write(
+        tmp_path,
+        '  "iterations{scenario:browse}": ["count==40"]\n'
+        '  "http_reqs{scenario:checkout}": ["count>0"]\n',
+    )
+    raw = tmp_path / "requests.csv"
+    run = run_loadtest(scenario, fake_gateway, tmp_path / "out", "--raw", str(raw))
+    assert run.returncode == 0, run.output
+
+    with raw.open() as fh:
+        rows = list(csv.DictReader(fh))
+    sent = {
+        name: sorted(float(r["time"]) for r in rows if r["scenario"] == name)
+        for name in ("browse", "checkout")
+    }
+    assert {r["scenario"] for r in rows} == {"browse", "checkout"}
+    # browse's first iteration is due at 0 s, checkout's VU starts at 2 s: about 20 browse
+    # requests come before the first checkout request, none of checkout's before 2 s
+    offset = sent["checkout"][0] - sent["browse"][0]
+    assert 1.9 <= offset < 3.0, offset
+    assert 15 <= sum(t < sent["checkout"][0] for t in sent["browse"]) <= 25
+
+    summary = run.summary
+    browse, checkout = summary["scenarios"]
+    assert (browse["name"], browse["executor"], browse["start_s"]) == (
+        "browse",
+        "constant-arrival-rate",
+        0,
+    )
+    assert (checkout["name"], checkout["executor"], checkout["start_s"]) == (
+        "checkout",
+        "constant-vus",
+        2,
+    )
+    # each scenario's journeys only: browse reads products, checkout places and polls orders
+    assert {e["name"] for e in browse["endpoints"]} == {"/api/products/{id}"}
+    assert "/api/orders" in {e["name"] for e in checkout["endpoints"]}
+    assert browse["iterations"] == 40 and browse["dropped_iterations"] == 0
+    assert checkout["iterations"] > 0
+    # the run's figures are the sum of its scenarios'
+    requests = [s["total"]["requests"] for s in (summary, browse, checkout)]
+    assert requests[0] == requests[1] + requests[2]
+    assert summary["load"]["iterations"] == browse["iterations"] + checkout["iterations"]
+    assert "browse    constant-arrival-rate" in run.output  # the summary's scenario table
+
+
+@pytest.mark.parametrize("failing", ["browse", "checkout"])
+def test_thresholds_filtered_by_scenario_pass_or_fail_independently(
+    fake_gateway: str, tmp_path: Path, failing: str
+) -> None:
+    """The same impossible condition on one scenario's requests fails the run, while the
+    other scenario's identical metric with a generous limit passes."""
+    passing = "checkout" if failing == "browse" else "browse"
+    scenario = write(
+        tmp_path,
+        f'  "http_req_duration{{scenario:{failing}}}": ["max<0.001"]\n'
+        f'  "http_req_duration{{scenario:{passing}}}": ["p(95)<5000"]\n'
+        f'  "http_req_failed{{scenario:{passing}}}": ["rate<0.01"]\n',
+    )
+    run = run_loadtest(scenario, fake_gateway, tmp_path / "out")
+    assert run.returncode == 99, run.output
+    verdicts = {(t["metric"], t["condition"]): t["ok"] for t in run.summary["thresholds"]}
+    assert verdicts == {
+        (f"http_req_duration{{scenario:{failing}}}", "max<0.001"): False,
+        (f"http_req_duration{{scenario:{passing}}}", "p(95)<5000"): True,
+        (f"http_req_failed{{scenario:{passing}}}", "rate<0.01"): True,
+    }
+    assert f"FAIL  http_req_duration{{scenario:{failing}}}" in run.output
+
+
+def test_a_single_scenario_file_is_the_scenario_default(fake_gateway: str, tmp_path: Path) -> None:
+    path = tmp_path / "one.yaml"
+    path.write_text(
+        "executor: constant-arrival-rate\nrate: 5\nduration: 2s\npreAllocatedVUs: 2\n"
+        "thinkTime: 0s\njourneys: {product: 1}\n"
+        "thresholds:\n  'iterations{scenario:default}': ['count==10']\n"
+    )
+    run = run_loadtest(path, fake_gateway, tmp_path / "out")
+    assert run.returncode == 0, run.output
+    [default] = run.summary["scenarios"]
+    assert (default["name"], default["iterations"]) == ("default", 10)
+
+
+def test_the_locust_command_line_refuses_several_scenarios_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "two.yaml"
+    path.write_text(TWO_SCENARIOS)
+    proc = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SCENARIO": str(path), "LOADTEST_METRICS": "off"},
+    )
+    assert proc.returncode != 0
+    assert "has several scenarios (browse, checkout)" in proc.stdout + proc.stderr
+    assert "python -m loadtests run" in proc.stdout + proc.stderr
