@@ -143,3 +143,45 @@ def test_the_locust_command_line_refuses_several_scenarios_with_a_reason(tmp_pat
     assert proc.returncode != 0
     assert "has several scenarios (browse, checkout)" in proc.stdout + proc.stderr
     assert "python -m loadtests run" in proc.stdout + proc.stderr
+
+
+def test_each_scenario_has_its_own_graceful_ramp_down(fake_gateway: str, tmp_path: Path) -> None:
+    """Two closed-loop scenarios whose iterations linger 3 s are taken from 3 VUs to 0 after
+    2 s: the one with gracefulRampDown 0s has its iterations cut off, the one with 10s lets
+    them finish (Locust's own stop timeout is one for the whole run)."""
+    journeys = "loadtests.tests.journeys_for_tests"
+    path = tmp_path / "ramp.yaml"
+    ramp = "[{duration: 2s, target: 3}, {duration: 1s, target: 0}, {duration: 4s, target: 0}]"
+    path.write_text(
+        f"""
+thinkTime: 0s
+gracefulStop: 0s
+journeys: {{"{journeys}:linger": 1}}
+scenarios:
+  abrupt: {{executor: ramping-vus, startVUs: 3, stages: {ramp}, gracefulRampDown: 0s}}
+  patient: {{executor: ramping-vus, startVUs: 3, stages: {ramp}, gracefulRampDown: 10s}}
+"""
+    )
+    run = run_loadtest(path, fake_gateway, tmp_path / "out")
+    assert run.returncode == 0, run.output
+    abrupt, patient = run.summary["scenarios"]
+    assert abrupt["iterations"] >= 3 and patient["iterations"] >= 3
+    assert abrupt["interrupted_iterations"] > 0
+    assert patient["interrupted_iterations"] == 0
+    assert patient["iteration_duration"]["max"] >= 3000
+
+
+def test_abort_on_fail_of_one_scenario_stops_the_whole_run(
+    fake_gateway: str, tmp_path: Path
+) -> None:
+    scenario = write(
+        tmp_path,
+        '  "http_reqs{scenario:browse}":\n'
+        '    - {threshold: "count<5", abortOnFail: true, delayAbortEval: 1s}\n',
+    )
+    run = run_loadtest(scenario, fake_gateway, tmp_path / "out")
+    assert run.returncode == 99, run.output
+    summary = run.summary
+    assert summary["run"]["aborted"] and summary["run"]["duration_s"] < 4
+    assert summary["breaking_point"]["threshold"] == "http_reqs{scenario:browse}: count<5"
+    assert "breaking point at" in run.output
