@@ -42,9 +42,9 @@ SCENARIO = load(
 )
 if SCENARIO.only is None:
     raise SystemExit(
-        f"{SCENARIO.source}: has several scenarios"
-        f" ({', '.join(w.name for w in SCENARIO.workloads)});"
-        " Locust's own command line (web UI, master and workers) runs files with one; run this one"
+        f"{SCENARIO.source}: has several scenarios or one with a startTime"
+        f" ({', '.join(w.name for w in SCENARIO.workloads)}); Locust's own command line (web UI,"
+        " master and workers) runs a file with one scenario that starts at once; run this one"
         " with python -m loadtests run"
     )
 WORKLOAD = SCENARIO.only

@@ -1114,9 +1114,9 @@ class Controller:
         ]
 
     def begin(self) -> None:
-        for wr in self.ctx.workloads.values():
-            wr.state.started = time.monotonic()
         self.state.started = time.monotonic()
+        for wr in self.ctx.workloads.values():  # a workload's achieved rate is from its start
+            wr.state.started = self.state.started + wr.workload.start_time
         self.state.next_second()
         self.state.next_progress()
         self.t0 = time.perf_counter()

@@ -202,8 +202,11 @@ class Scenario:
 
     @property
     def only(self) -> Workload | None:
-        """The workload of a file without ``scenarios:`` (or with just one), else None."""
-        return self.workloads[0] if len(self.workloads) == 1 else None
+        """The workload of a file without ``scenarios:`` (or with one that starts at once),
+        which runs as one executor; None when there are several or one starts later."""
+        if len(self.workloads) == 1 and self.workloads[0].start_time == 0:
+            return self.workloads[0]
+        return None
 
     def workload(self, name: str) -> Workload:
         return next(w for w in self.workloads if w.name == name)
@@ -405,6 +408,11 @@ class _Validator:
             workloads = self.workloads()
         else:
             self.unknown_keys(ALL_KEYS - {"scenarios"})
+            if "startTime" in data:
+                raise self.fail(
+                    "startTime",
+                    "belongs in an entry of scenarios: (a file without them starts at once)",
+                )
             workloads = (self.workload(DEFAULT_SCENARIO),)
 
         try:

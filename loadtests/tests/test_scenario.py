@@ -197,6 +197,9 @@ variants:
 """
 
 
+SCENARIO_ENTRY = "    executor: constant-vus\n    vus: 1\n    duration: 5s\n"
+
+
 def test_several_scenarios_each_with_its_executor_start_time_and_journeys() -> None:
     s = loads(MIXED, env={})
     browse, checkout = s.workloads
@@ -226,13 +229,16 @@ def test_a_variant_merges_into_each_scenario() -> None:
         loads(MIXED + "  bad:\n    scenarios: {nope: {startTime: 1s}}\n", variant="bad", env={})
 
 
+def test_one_scenario_that_starts_later_is_not_run_as_a_plain_single_executor() -> None:
+    s = loads("scenarios:\n  late:\n" + SCENARIO_ENTRY + "    startTime: 2s\n", env={})
+    assert s.only is None and s.duration == 7  # runs through the per-scenario drivers
+    assert loads("scenarios:\n  now:\n" + SCENARIO_ENTRY, env={}).only is not None
+
+
 def test_a_file_without_scenarios_is_one_scenario_named_default() -> None:
     s = loads(ARRIVAL + "thresholds: {'http_req_duration{scenario:default}': ['p(95)<1']}\n")
     assert [w.name for w in s.workloads] == ["default"]
     assert s.duration == 10 and s.open_loop
-
-
-SCENARIO_ENTRY = "    executor: constant-vus\n    vus: 1\n    duration: 5s\n"
 
 
 @pytest.mark.parametrize(
@@ -275,6 +281,7 @@ SCENARIO_ENTRY = "    executor: constant-vus\n    vus: 1\n    duration: 5s\n"
             + "thresholds:\n  'checks{scenario:b}': ['rate>0.9']\n",
             r"thresholds: 'checks\{scenario:b\}': no scenario 'b' \(scenarios: a\)",
         ),
+        (ARRIVAL + "startTime: 5s\n", "startTime: belongs in an entry of scenarios:"),
         (
             ARRIVAL + "thresholds:\n  'checks{scenario:browse}': ['rate>0.9']\n",
             r"no scenario 'browse' \(scenarios: default\)",

@@ -141,7 +141,9 @@ def test_the_locust_command_line_refuses_several_scenarios_with_a_reason(tmp_pat
         env={**os.environ, "SCENARIO": str(path), "LOADTEST_METRICS": "off"},
     )
     assert proc.returncode != 0
-    assert "has several scenarios (browse, checkout)" in proc.stdout + proc.stderr
+    assert "has several scenarios or one with a startTime (browse, checkout)" in (
+        proc.stdout + proc.stderr
+    )
     assert "python -m loadtests run" in proc.stdout + proc.stderr
 
 
