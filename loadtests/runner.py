@@ -1,6 +1,8 @@
-"""Runs one scenario with Locust as a library: Environment + LocalRunner, FastHttpUser virtual
-users, a LoadTestShape for the closed-loop executors and an arrival scheduler for the open-loop
-ones; live progress, abortOnFail, Prometheus metrics, results folder and summary.
+"""Runs one scenario file with Locust as a library: Environment + LocalRunner, FastHttpUser
+virtual users, a LoadTestShape for the closed-loop executors and an arrival scheduler for the
+open-loop ones; live progress, abortOnFail, Prometheus metrics, results folder and summary.
+A file with several scenarios (``scenarios:``) runs them concurrently in the same runner, one
+user class and one driver greenlet per scenario, each from its startTime.
 
 Importing this module imports Locust, which monkey-patches the process with gevent: import it
 only in a process dedicated to load generation (``python -m loadtests run ...``).
