@@ -6,6 +6,7 @@ scenario's figures alone."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.tests.helpers import REPO, run_loadtest
+from loadtests.tests.helpers import REPO, free_port, run_loadtest
 
 # browse: 10 iterations/s of one product read from 0 s to 4 s; checkout: one closed-loop VU
 # buying from 2 s to 4 s. Thresholds are added per test.
@@ -129,7 +130,9 @@ def test_a_single_scenario_file_is_the_scenario_default(fake_gateway: str, tmp_p
     assert (default["name"], default["iterations"]) == ("default", 10)
 
 
-def test_the_locust_command_line_refuses_several_scenarios_with_a_reason(tmp_path: Path) -> None:
+def test_the_locust_command_line_refuses_closed_loop_scenarios_among_several(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "two.yaml"
     path.write_text(TWO_SCENARIOS)
     proc = subprocess.run(
@@ -140,11 +143,89 @@ def test_the_locust_command_line_refuses_several_scenarios_with_a_reason(tmp_pat
         timeout=60,
         env={**os.environ, "SCENARIO": str(path), "LOADTEST_METRICS": "off"},
     )
+    output = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "has several scenarios or one with a startTime (browse, checkout)" in (
-        proc.stdout + proc.stderr
+    assert "has closed-loop scenarios among several" in output
+    assert "(browse [constant-arrival-rate], checkout [constant-vus])" in output
+    assert "python -m loadtests run" in output
+
+
+def test_a_master_and_two_workers_run_several_arrival_rate_scenarios(
+    fake_gateway: str, tmp_path: Path
+) -> None:
+    """The chart's way: each worker takes its interleaved share of every scenario's schedule
+    (from the scenario's startTime) and reports each scenario's figures; the master judges
+    per-scenario thresholds on their sum."""
+    path = tmp_path / "open.yaml"
+    path.write_text(
+        """
+thinkTime: 0s
+gracefulStop: 3s
+scenarios:
+  reads:
+    executor: constant-arrival-rate
+    rate: 10
+    duration: 4s
+    preAllocatedVUs: 2
+    maxVUs: 10
+    journeys: {product: 1}
+  orders:
+    executor: constant-arrival-rate
+    startTime: 2s
+    rate: 4
+    duration: 2s
+    preAllocatedVUs: 2
+    maxVUs: 10
+    journeys: {buy: 1}
+thresholds:
+  "iterations{scenario:reads}": ["count==40"]
+  "iterations{scenario:orders}": ["count==8"]
+"""
     )
-    assert "python -m loadtests run" in proc.stdout + proc.stderr
+    port = str(free_port())
+    env = {
+        **os.environ,
+        "SCENARIO": str(path),
+        "LOADTEST_METRICS": "off",
+        "LOADTEST_RESULTS": str(tmp_path / "out"),
+    }
+    locust = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
+    workers = [
+        subprocess.Popen(
+            [*locust, "--worker", "--master-port", port],
+            cwd=REPO,
+            env=env,
+            stdout=(tmp_path / f"worker{i}.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
+    try:
+        master = subprocess.run(
+            [
+                *locust,
+                *("--master", "--headless", "--expect-workers", "2"),
+                *("--master-bind-port", port, "--host", fake_gateway, "--only-summary"),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=10)
+    assert master.returncode == 0, master.stdout + master.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    reads, orders = summary["scenarios"]
+    assert (reads["name"], reads["iterations"], reads["dropped_iterations"]) == ("reads", 40, 0)
+    assert (orders["name"], orders["iterations"], orders["start_s"]) == ("orders", 8, 2)
+    assert {e["name"] for e in reads["endpoints"]} == {"/api/products/{id}"}
+    assert "/api/orders" in {e["name"] for e in orders["endpoints"]}
+    assert all(t["ok"] for t in summary["thresholds"]), summary["thresholds"]
+    assert "2 workers" in summary["generator"]["rule"]
 
 
 def test_each_scenario_has_its_own_graceful_ramp_down(fake_gateway: str, tmp_path: Path) -> None:
