@@ -93,8 +93,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             s = load(find(name), variant=args.variant)
             variants = ", ".join(s.raw.get("variants") or {}) or "-"
+            several = len(s.workloads) > 1
+            names = ", ".join(f"{w.name} [{w.executor}]" for w in s.workloads)
             print(
-                f"ok    {s.source}: {s.executor}, {format_duration(s.duration)},"
+                f"ok    {s.source}: {f'scenarios {names}' if several else s.executor},"
+                f" {format_duration(s.duration)},"
                 f" {len(s.thresholds)} thresholds, variants: {variants}"
             )
         except ScenarioError as exc:
@@ -108,11 +111,11 @@ def cmd_list() -> int:
         try:
             s = load(path)
             print(
-                f"{s.name:<12} {s.executor:<22} {format_duration(s.duration):>8}"
+                f"{s.name:<15} {s.executor:<22} {format_duration(s.duration):>8}"
                 f"  {s.description.splitlines()[0] if s.description else ''}"
             )
         except ScenarioError as exc:
-            print(f"{path.stem:<12} INVALID: {exc}")
+            print(f"{path.stem:<15} INVALID: {exc}")
     return 0
 
 

@@ -15,7 +15,7 @@ LOADTEST_ARGS ?=
 LOADTEST = DURATION=$(DURATION) RATE=$(RATE) $(PY) -m loadtests run --target $(TARGET) \
 	$(if $(VARIANT),--variant $(VARIANT)) $(LOADTEST_ARGS)
 
-.PHONY: loadtest-smoke load spike stress soak breakpoint loadtest loadtest-check loadtest-ci loadgen-accuracy
+.PHONY: loadtest-smoke load spike checkout-spike stress soak breakpoint loadtest loadtest-check loadtest-ci loadgen-accuracy
 
 loadtest-smoke: venv ## Smoke load test: 2 users walk every journey for 30s (TARGET=local|kind|URL).
 	$(LOADTEST) smoke
@@ -25,6 +25,9 @@ load: venv ## Load test: the normal busy-day arrival rate, open-loop (RATE=, DUR
 
 spike: venv ## Spike test: 10x the baseline rate within seconds, then back.
 	$(LOADTEST) spike
+
+checkout-spike: venv ## Two scenarios at once: steady browsing (RATE=, DURATION=) plus a checkout spike from 30s (SPIKE_RATE=).
+	$(LOADTEST) checkout-spike
 
 stress: venv ## Stress test: step users up until a threshold breaks; reports the breaking point.
 	$(LOADTEST) stress

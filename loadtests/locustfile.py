@@ -15,10 +15,15 @@ take iterations i, i + W, i + 2W, ... of the whole schedule (interleaved, not W 
 lockstep) from a common wall-clock start, with 1/W of maxVUs. Workers send their
 iteration, dropped-iteration and check counts to the master with their statistics; the master
 judges the thresholds (abortOnFail included) and sets the exit code.
+
+A file with several scenarios runs here when all of them are arrival-rate ones: one user class
+per scenario (its pre-allocated VUs as the class's fixed_count), each worker runs every
+scenario's share from the common start plus its startTime and reports each one's figures.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -40,8 +45,21 @@ from loadtests.scenario import find, load
 SCENARIO = load(
     find(os.environ.get("SCENARIO") or "smoke"), variant=os.environ.get("VARIANT") or None
 )
+if SCENARIO.only is None and not SCENARIO.open_loop:
+    raise SystemExit(
+        f"{SCENARIO.source}: has closed-loop scenarios among several, or one with a startTime"
+        f" ({', '.join(f'{w.name} [{w.executor}]' for w in SCENARIO.workloads)}); Locust's own"
+        " command line (web UI, master and workers) runs one scenario that starts at once, or"
+        " several arrival-rate ones; run this one with python -m loadtests run"
+    )
 CTX = lt.new_context(SCENARIO, lt.new_run_id())
-VirtualUser = lt.make_user_class(CTX, host=None)
+USER_CLASSES = [lt.make_user_class(CTX, None, wr) for wr in CTX.workloads.values()]
+PRE_ALLOCATED = sum(w.pre_allocated_vus for w in SCENARIO.workloads)
+globals().update({cls.__name__: cls for cls in USER_CLASSES})  # where Locust finds them
+if SCENARIO.only is None:  # each scenario's pre-allocated VUs, whatever the weights
+    for wr in CTX.workloads.values():
+        assert wr.user_class is not None
+        wr.user_class.fixed_count = wr.workload.pre_allocated_vus
 START_MESSAGE = "loadtests:start"
 
 if SCENARIO.open_loop:
@@ -56,7 +74,7 @@ if SCENARIO.open_loop:
             # when gracefulStop is over
             if over >= SCENARIO.graceful_stop or (over >= 0 and all_done()):
                 return None
-            return SCENARIO.pre_allocated_vus, float(min(SCENARIO.pre_allocated_vus, 100))
+            return PRE_ALLOCATED, float(min(PRE_ALLOCATED, 100))
 
     def all_done() -> bool:
         if isinstance(Session.runner, MasterRunner):
@@ -65,10 +83,10 @@ if SCENARIO.open_loop:
             return len(exports) >= expected > 0 and all(
                 e.get("finished") and e["busy"] == 0 for e in exports
             )
-        scheduler = CTX.scheduler
-        return scheduler is not None and scheduler.finished and CTX.state.vus_busy == 0
+        return schedules_finished() and CTX.state.vus_busy == 0
 
 else:
+    WORKLOAD = CTX.only.workload
 
     class ScenarioShape(lt.StagesShape):  # type: ignore[no-redef]
         """Closed loop: the VU curve of the stages."""
@@ -76,7 +94,11 @@ else:
         abstract = False
 
         def __init__(self) -> None:
-            super().__init__(SCENARIO.schedule, SCENARIO.graceful_ramp_down, SCENARIO.graceful_stop)
+            super().__init__(WORKLOAD.schedule, WORKLOAD.graceful_ramp_down, WORKLOAD.graceful_stop)
+
+
+def schedules_finished() -> bool:
+    return all(wr.scheduler is not None and wr.scheduler.finished for wr in CTX.workloads.values())
 
 
 class Session:
@@ -93,24 +115,35 @@ class Session:
 def start_scheduler(
     environment: Environment, index: int = 0, count: int = 1, start_at: float | None = None
 ) -> None:
-    """Run this process's share of the arrival schedule: iterations index, index + count, ...
-    of the whole schedule, from the wall-clock time ``start_at`` (the same for every worker,
-    so their starts interleave instead of firing in lockstep)."""
-    assert environment.runner is not None
-    scheduler = lt.ArrivalScheduler(environment.runner, VirtualUser, CTX, index, count)
-    if isinstance(environment.runner, WorkerRunner):
-        Session.monitor = lt.GeneratorMonitor(lambda: not scheduler.finished)
+    """Run this process's share of each arrival schedule: iterations index, index + count, ...
+    of the whole schedule, from the wall-clock time ``start_at`` plus the scenario's startTime
+    (the same for every worker, so their starts interleave instead of firing in lockstep)."""
+    runner = environment.runner
+    assert runner is not None
+    for wr in CTX.workloads.values():
+        assert wr.user_class is not None
+        # with several scenarios, each counts its own VUs against its maxVUs
+        vus = (
+            None
+            if SCENARIO.only
+            else functools.partial(lt.class_vus, runner, wr.user_class.__name__)
+        )
+        wr.scheduler = lt.ArrivalScheduler(runner, wr.user_class, wr, index, count, vus=vus)
+    if isinstance(runner, WorkerRunner):
+        Session.monitor = lt.GeneratorMonitor(lambda: not schedules_finished())
         gevent.spawn(Session.monitor.run)
-    CTX.scheduler = scheduler
     began = time.perf_counter()
     if start_at is not None:
         began += start_at - time.time()
-    gevent.spawn(scheduler.run, began)
+    for wr in CTX.workloads.values():
+        assert wr.scheduler is not None
+        gevent.spawn(wr.scheduler.run, began + wr.workload.start_time)
 
 
 @events.init.add_listener
 def on_init(environment: Environment, **_: Any) -> None:
-    VirtualUser.host = environment.host
+    for user_class in USER_CLASSES:
+        user_class.host = environment.host
     runner = environment.runner
     Session.runner = runner
     if isinstance(runner, WorkerRunner):
@@ -118,19 +151,23 @@ def on_init(environment: Environment, **_: Any) -> None:
         def on_start(environment: Environment, msg: Any, **_: Any) -> None:
             data = msg.data
             # the host may come before Locust's own spawn message, which otherwise sets it
-            VirtualUser.host = VirtualUser.host or data["host"]
+            for user_class in USER_CLASSES:
+                user_class.host = user_class.host or data["host"]
             start_scheduler(environment, int(data["index"]), int(data["workers"]), data["start_at"])
 
         runner.register_message(START_MESSAGE, on_start)
-        lt.record_requests(environment, CTX.state)
+        lt.record_requests(environment, CTX)
 
         def report(client_id: str, data: dict[str, Any]) -> None:
             monitor = Session.monitor
-            scheduler = CTX.scheduler
             data["loadtests"] = CTX.state.export() | {
                 "generator": monitor.verdict() if monitor and monitor.windows else None,
-                "finished": scheduler is not None and scheduler.finished,
+                "finished": schedules_finished(),
             }
+            if SCENARIO.only is None:  # each scenario's own figures too
+                data["loadtests"]["scenarios"] = {
+                    name: wr.state.export() for name, wr in CTX.workloads.items()
+                }
 
         events.report_to_master.add_listener(report)
         return
@@ -153,6 +190,9 @@ def on_init(environment: Environment, **_: Any) -> None:
                 exports = list(Session.worker_exports.values())
                 CTX.state.absorb(exports)
                 CTX.state.absorb_window(data["loadtests"])
+                if SCENARIO.only is None:
+                    for name, wr in CTX.workloads.items():
+                        wr.state.absorb([e["scenarios"][name] for e in exports if "scenarios" in e])
                 controller = Session.controller
                 if controller is not None:
                     controller.worker_generators = [

@@ -253,7 +253,7 @@ class RunState:
         now = time.monotonic() if now is None else now
         while self._recent_starts and self._recent_starts[0] < now - window:
             self._recent_starts.popleft()
-        span = min(window, max(now - self.started, 1e-9))
+        span = min(window, max(now - self.started, 1.0))  # less than a second is noise
         return len(self._recent_starts) / span
 
     def merged_iteration_duration(self, journey: str | None = None) -> Trend:

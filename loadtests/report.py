@@ -75,6 +75,28 @@ def render(summary: dict[str, Any]) -> str:
     out += ["  " + line for line in _table(headers, rows, right=set(range(1, len(headers))))]
     out.append("")
 
+    scenarios = summary.get("scenarios") or []
+    if len(scenarios) > 1:
+        headers = ["scenario", "executor", "start", "for", "iters", "iters/s", "dropped", "reqs"]
+        headers += ["failed", "med", "p95", "p99", "max"]
+        rows = [
+            [
+                w["name"],
+                w["executor"],
+                f"{w['start_s']:g}s",
+                f"{w['duration_s']:g}s",
+                str(w["iterations"]),
+                f"{w['iterations_per_s']:.1f}",
+                str(w["dropped_iterations"]),
+                str(w["total"]["requests"]),
+                f"{w['total']['failure_rate'] * 100:.2f}%",
+                *(ms(w["total"].get(k)) for k in ("med", "p95", "p99", "max")),
+            ]
+            for w in scenarios
+        ]
+        out += ["  " + line for line in _table(headers, rows, right=set(range(2, len(headers))))]
+        out.append("")
+
     iterations = (
         f"  iterations {load['iterations']} ({load['iterations_per_s']:.2f}/s)"
         f"  dropped {load['dropped_iterations']}  interrupted {load['interrupted_iterations']}"
@@ -121,10 +143,14 @@ def render(summary: dict[str, Any]) -> str:
 
     if summary.get("breaking_point"):
         bp = summary["breaking_point"]
+        where = (
+            f", stage {bp['stage']}: target {bp['target']:.1f} {bp['unit']},"
+            if bp.get("stage") is not None
+            else ":"
+        )
         out += [
             "",
-            f"  breaking point at {bp['elapsed_s']:.0f}s, stage {bp['stage']}:"
-            f" target {bp['target']:.1f} {bp['unit']},"
+            f"  breaking point at {bp['elapsed_s']:.0f}s{where}"
             f" achieved {bp['achieved_iterations_per_s']:.1f} iters/s,"
             f" {bp['requests_per_s']:.1f} req/s"
             f" ({bp['threshold']} was {bp['observed']})",

@@ -1,6 +1,8 @@
-"""Runs one scenario with Locust as a library: Environment + LocalRunner, FastHttpUser virtual
-users, a LoadTestShape for the closed-loop executors and an arrival scheduler for the open-loop
-ones; live progress, abortOnFail, Prometheus metrics, results folder and summary.
+"""Runs one scenario file with Locust as a library: Environment + LocalRunner, FastHttpUser
+virtual users, a LoadTestShape for the closed-loop executors and an arrival scheduler for the
+open-loop ones; live progress, abortOnFail, Prometheus metrics, results folder and summary.
+A file with several scenarios (``scenarios:``) runs them concurrently in the same runner, one
+user class and one driver greenlet per scenario, each from its startTime.
 
 Importing this module imports Locust, which monkey-patches the process with gevent: import it
 only in a process dedicated to load generation (``python -m loadtests run ...``).
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import importlib
 import itertools
 import json
@@ -41,11 +44,12 @@ from locust.env import Environment
 from locust.html import get_html_report
 from locust.runners import STATE_STOPPED, Runner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter, stats_history
+from locust.user.task import LOCUST_STATE_STOPPING
 
 from loadtests import exporter, report
 from loadtests.journeys import BUILTIN, Catalog
 from loadtests.metrics import PERCENTILE_DEFINITION, RunState, Trend, Window, merged
-from loadtests.scenario import Scenario, ScenarioError, format_duration
+from loadtests.scenario import Scenario, ScenarioError, Workload, format_duration
 from loadtests.schedule import Schedule
 from loadtests.thresholds import Result, evaluate_all
 
@@ -73,15 +77,34 @@ def resolve_journey(name: str) -> Callable[[Any], None]:
 
 
 @dataclass
-class RunContext:
-    scenario: Scenario
-    state: RunState
-    run_id: str
+class WorkloadRun:
+    """One workload of the run (an entry of ``scenarios:``): its journeys, its VUs' class, its
+    driver and its own figures."""
+
+    workload: Workload
+    state: RunState  # its own figures; the run's own state when it is the only workload
+    states: tuple[RunState, ...]  # where its VUs record: the run's state and its own
     journeys: list[tuple[str, Callable[[Any], None]]]
     weights: list[float]
+    scheduler: ArrivalScheduler | None = None
+    user_class: type[JourneyUser] | None = None
+    done: bool = False  # its schedule and its gracefulStop are over, its VUs stopped
+
+
+@dataclass
+class RunContext:
+    scenario: Scenario
+    state: RunState  # the whole run's figures
+    run_id: str
+    workloads: dict[str, WorkloadRun]
     catalog: Catalog
     vu_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-    scheduler: ArrivalScheduler | None = None
+
+    @property
+    def only(self) -> WorkloadRun:
+        """The workload of a single-scenario file (the Locust command line runs only those)."""
+        [wr] = self.workloads.values()
+        return wr
 
 
 def new_run_id() -> str:
@@ -89,31 +112,45 @@ def new_run_id() -> str:
 
 
 def new_context(scenario: Scenario, run_id: str) -> RunContext:
+    state = RunState()
+    single = len(scenario.workloads) == 1
+    workloads = {}
+    for w in scenario.workloads:
+        own = state if single else RunState()
+        workloads[w.name] = WorkloadRun(
+            workload=w,
+            state=own,
+            states=(state,) if single else (state, own),
+            journeys=[(name, resolve_journey(name)) for name in w.journeys],
+            weights=list(w.journeys.values()),
+        )
     return RunContext(
         scenario=scenario,
-        state=RunState(),
+        state=state,
         run_id=run_id,
-        journeys=[(name, resolve_journey(name)) for name in scenario.journeys],
-        weights=list(scenario.journeys.values()),
+        workloads=workloads,
         catalog=Catalog(scenario.catalog_size),
     )
 
 
-def make_user_class(ctx: RunContext, host: str | None) -> type[JourneyUser]:
-    """The scenario's virtual-user class: open-loop VUs wait for the scheduler, closed-loop VUs
+def make_user_class(ctx: RunContext, host: str | None, wr: WorkloadRun) -> type[JourneyUser]:
+    """A workload's virtual-user class: open-loop VUs wait for the scheduler, closed-loop VUs
     loop over iterations with think time between them."""
-    scenario = ctx.scenario
-    base = OpenLoopUser if scenario.open_loop else ClosedLoopUser
+    w = wr.workload
+    base = OpenLoopUser if w.open_loop else ClosedLoopUser
     attrs: dict[str, Any] = {
         "abstract": False,
         "ctx": ctx,
+        "wr": wr,
         "host": host,
-        "network_timeout": scenario.http_timeout,
-        "connection_timeout": scenario.http_timeout,
+        "network_timeout": ctx.scenario.http_timeout,
+        "connection_timeout": ctx.scenario.http_timeout,
     }
-    if not scenario.open_loop:
-        attrs["wait_time"] = between(*scenario.think_time)
-    return type("VirtualUser", (base,), attrs)
+    if not w.open_loop:
+        attrs["wait_time"] = between(*w.think_time)
+    name = "VirtualUser" if len(ctx.workloads) == 1 else f"VirtualUser_{w.name}"
+    wr.user_class = type(name, (base,), attrs)
+    return wr.user_class
 
 
 class JourneyUser(FastHttpUser):
@@ -121,6 +158,7 @@ class JourneyUser(FastHttpUser):
 
     abstract = True
     ctx: RunContext
+    wr: WorkloadRun
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -141,8 +179,12 @@ class JourneyUser(FastHttpUser):
             path, name=name, json=json, headers={**self.headers, **(headers or {})}
         )
 
+    def context(self) -> dict[str, Any]:
+        """Tags every request with its workload (k6's ``scenario`` tag)."""
+        return {"scenario": self.wr.workload.name}
+
     def think(self) -> None:
-        low, high = self.ctx.scenario.think_time
+        low, high = self.wr.workload.think_time
         if high > 0:
             gevent.sleep(self.rng.uniform(low, high))
 
@@ -150,30 +192,34 @@ class JourneyUser(FastHttpUser):
         gevent.sleep(seconds)
 
     def check(self, name: str, ok: bool) -> bool:
-        self.ctx.state.check(name, ok)
+        for state in self.wr.states:
+            state.check(name, ok)
         return ok
 
     def run_iteration(self, scheduled: float | None) -> None:
         """One iteration; ``scheduled`` is its planned start (perf_counter) for open-loop runs."""
-        state = self.ctx.state
-        name, journey = self.rng.choices(self.ctx.journeys, weights=self.ctx.weights)[0]
+        states = self.wr.states
+        name, journey = self.rng.choices(self.wr.journeys, weights=self.wr.weights)[0]
         started = time.perf_counter()
         origin = started if scheduled is None else min(scheduled, started)
-        state.iteration_started(
-            name, delay_ms=None if scheduled is None else (started - origin) * 1000
-        )
-        state.vus_busy += 1
+        delay = None if scheduled is None else (started - origin) * 1000
+        for state in states:
+            state.iteration_started(name, delay_ms=delay)
+            state.vus_busy += 1
         completed = False
         try:
             journey(self)
             completed = True
         except gevent.GreenletExit:
-            state.interrupted += 1
+            for state in states:
+                state.interrupted += 1
             raise
         finally:
-            state.vus_busy -= 1
-            if completed:
-                state.iteration_finished(name, (time.perf_counter() - origin) * 1000)
+            duration = (time.perf_counter() - origin) * 1000
+            for state in states:
+                state.vus_busy -= 1
+                if completed:
+                    state.iteration_finished(name, duration)
 
 
 class ClosedLoopUser(JourneyUser):
@@ -190,9 +236,9 @@ class OpenLoopUser(JourneyUser):
 
     @task
     def iterate(self) -> None:
-        while self.ctx.scheduler is None:  # a worker whose start message is still on its way
+        while self.wr.scheduler is None:  # a worker whose start message is still on its way
             gevent.sleep(0.1)
-        self.run_iteration(self.ctx.scheduler.take(self))
+        self.run_iteration(self.wr.scheduler.take(self))
 
 
 # --- executors -------------------------------------------------------------------------------
@@ -241,19 +287,22 @@ class ArrivalScheduler:
         self,
         runner: Runner,
         user_class: type[JourneyUser],
-        ctx: RunContext,
+        wr: WorkloadRun,
         index: int = 0,
         count: int = 1,
+        vus: Callable[[], int] | None = None,
     ) -> None:
         """``index``/``count``: this process is generator ``index`` of ``count`` (Locust
         workers); it takes every ``count``-th iteration of the whole schedule, starting at the
-        ``index``-th, and 1/``count`` of maxVUs."""
+        ``index``-th, and 1/``count`` of maxVUs. ``vus``: how many VUs the workload has (by
+        default every VU of the runner: a single-workload run)."""
         self.runner = runner
         self.user_class = user_class
-        self.ctx = ctx
+        self.wr = wr
         self.index, self.count = index, count
-        self.schedule = ctx.scenario.schedule
-        self.max_vus = max(1, math.ceil(ctx.scenario.max_vus / count))
+        self.schedule = wr.workload.schedule
+        self.max_vus = max(1, math.ceil(wr.workload.max_vus / count))
+        self.vus = vus or (lambda: runner.user_count)
         self.idle: deque[JourneyUser] = deque()
         self.finished = False
 
@@ -267,18 +316,19 @@ class ArrivalScheduler:
         return float(vu.slot.get())
 
     def dispatch(self, scheduled: float) -> None:
-        state = self.ctx.state
         while self.idle:
             vu = self.idle.popleft()
             if vu.slot is not None and not vu.greenlet.dead:
                 vu.slot.set(scheduled)
                 return
-        if self.runner.user_count < self.max_vus:
+        if self.vus() < self.max_vus:
             [vu] = self.runner.spawn_users({self.user_class.__name__: 1})
             vu.pending = scheduled
-            state.vus_max_used = max(state.vus_max_used, self.runner.user_count)
+            for state in self.wr.states:
+                state.vus_max_used = max(state.vus_max_used, self.vus())
             return
-        state.dropped += 1
+        for state in self.wr.states:
+            state.dropped += 1
 
     def run(self, started_at: float) -> None:
         for offset in self.schedule.iteration_times(self.index, self.count):
@@ -291,6 +341,77 @@ class ArrivalScheduler:
         if remaining > 0:
             gevent.sleep(remaining)
         self.finished = True
+
+
+# Several workloads (``scenarios:``) share one Locust runner, each with its own user class and a
+# driver greenlet of its own from its startTime; Locust's shape and stop_timeout are one per
+# environment, so the drivers spawn and stop their own class's VUs.
+
+
+def class_vus(runner: Runner, class_name: str) -> int:
+    return runner.user_classes_count.get(class_name, 0)
+
+
+def users_of(runner: Runner, user_class: type[JourneyUser]) -> list[JourneyUser]:
+    return [
+        g.args[0] for g in list(runner.user_greenlets) if g.args and type(g.args[0]) is user_class
+    ]
+
+
+def stop_vus(users: list[JourneyUser], timeout: float) -> None:
+    """Stop VUs, each after its current iteration, for up to ``timeout`` seconds (its
+    workload's gracefulRampDown or gracefulStop); then kill those still running."""
+    for user in users:
+        if user.greenlet.dead:
+            continue
+        if timeout <= 0:
+            user.stop(force=True)
+        elif user._state != LOCUST_STATE_STOPPING:
+            user.stop(force=False)
+    gevent.joinall([u.greenlet for u in users], timeout=timeout)
+    for user in users:
+        if not user.greenlet.dead:
+            user.stop(force=True)
+
+
+def sleep_until(t: float) -> None:
+    delay = t - time.perf_counter()
+    if delay > 0:
+        gevent.sleep(delay)
+
+
+def drive_closed_loop(runner: Runner, wr: WorkloadRun, started_at: float) -> None:
+    """ramping-vus / constant-vus among several workloads: follow the VU curve once a second
+    from ``started_at`` (the run's start plus startTime), as StagesShape does for one."""
+    w, user_class = wr.workload, wr.user_class
+    assert user_class is not None
+    sleep_until(started_at)
+    vus: list[JourneyUser] = []
+    while (t := time.perf_counter() - started_at) < w.duration:
+        vus = [u for u in vus if not u.greenlet.dead]
+        want = round(w.schedule.target_at(t))
+        if want > len(vus):
+            vus += runner.spawn_users({user_class.__name__: want - len(vus)})
+        elif want < len(vus):
+            gevent.spawn(stop_vus, vus[want:], w.graceful_ramp_down)
+            vus = vus[:want]
+        wr.state.vus_max_used = max(wr.state.vus_max_used, len(vus))
+        gevent.sleep(min(1.0, w.duration - t))
+    stop_vus(users_of(runner, user_class), w.graceful_stop)
+    wr.done = True
+
+
+def drive_open_loop(runner: Runner, wr: WorkloadRun, started_at: float) -> None:
+    """An arrival-rate workload among several: its scheduler from ``started_at``, then its
+    gracefulStop for the iterations in flight, then its VUs stop."""
+    w, scheduler = wr.workload, wr.scheduler
+    assert scheduler is not None and wr.user_class is not None
+    scheduler.run(started_at)
+    deadline = started_at + w.duration + w.graceful_stop
+    while wr.state.vus_busy and time.perf_counter() < deadline:
+        gevent.sleep(0.05)
+    stop_vus(users_of(runner, wr.user_class), 0)
+    wr.done = True
 
 
 # --- figures for thresholds and the summary --------------------------------------------------
@@ -315,9 +436,11 @@ def wire_sizes(response: Any, body_length: int) -> tuple[int, int]:
 _CONTENT_LENGTH = re.compile(r"^content-length:\s*(\d+)", re.IGNORECASE | re.MULTILINE)
 
 
-def record_requests(env: Environment, state: RunState, raw: RawWriter | None = None) -> None:
-    """Every request into the run state (HDR histograms per endpoint, bytes), whatever Locust
-    keeps for its own report; and into ``raw`` when given."""
+def record_requests(env: Environment, ctx: RunContext, raw: RawWriter | None = None) -> None:
+    """Every request into the run state and its workload's (HDR histograms per endpoint,
+    bytes), whatever Locust keeps for its own report; and into ``raw`` when given."""
+    routes = {name: wr.states for name, wr in ctx.workloads.items()}
+    default = (ctx.state,)
 
     def on_request(
         request_type: str,
@@ -326,52 +449,64 @@ def record_requests(env: Environment, state: RunState, raw: RawWriter | None = N
         response_length: int,
         exception: BaseException | None = None,
         response: Any = None,
+        context: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         sent, received = wire_sizes(response, response_length or 0)
         failed = exception is not None
-        state.request(request_type, name, response_time, failed, sent, received)
+        scenario = (context or {}).get("scenario", "")
+        for state in routes.get(scenario, default):
+            state.request(request_type, name, response_time, failed, sent, received)
         if raw is not None:
             started = kwargs.get("start_time") or time.time() - response_time / 1000
             row = (round(started, 6), request_type, name, round(response_time, 3))
-            raw.write((*row, int(failed), sent, received))
+            raw.write((*row, int(failed), sent, received, scenario))
 
     env.events.request.add_listener(on_request)
 
 
 class Figures:
-    """thresholds.MetricSource over the run state. Counter rates divide by ``seconds()``: the
-    elapsed part of the schedule (the drain after it is not load)."""
+    """thresholds.MetricSource over the run state, or a workload's state when the threshold
+    names a ``scenario``. Counter rates divide by ``seconds(scenario)``: the elapsed part of
+    the schedule, or of that workload's schedule (the drain after it is not load)."""
 
-    def __init__(self, state: RunState, seconds: Callable[[], float]) -> None:
-        self.state = state
+    def __init__(self, ctx: RunContext, seconds: Callable[[str | None], float]) -> None:
+        self.ctx = ctx
         self.seconds = seconds
 
+    def state_of(self, tags: Mapping[str, str]) -> RunState:
+        scenario = tags.get("scenario")
+        return self.ctx.state if scenario is None else self.ctx.workloads[scenario].state
+
     def trend(self, metric: str, tags: Mapping[str, str]) -> Trend | None:
+        state = self.state_of(tags)
         if metric == "iteration_duration":
-            return self.state.merged_iteration_duration(tags.get("journey"))
+            return state.merged_iteration_duration(tags.get("journey"))
         if metric == "iteration_start_delay":
-            return self.state.start_delay
-        return self.state.http_duration(tags.get("name"), tags.get("method"))
+            return state.start_delay
+        return state.http_duration(tags.get("name"), tags.get("method"))
 
     def rate(self, metric: str, tags: Mapping[str, str]) -> tuple[int, int]:
+        state = self.state_of(tags)
         if metric == "checks":
-            items = [v for k, v in self.state.checks.items() if tags.get("check") in (None, k)]
+            items = [v for k, v in state.checks.items() if tags.get("check") in (None, k)]
             return sum(p for p, _ in items), sum(p + f for p, f in items)
-        chosen = self.state.select(tags.get("name"), tags.get("method"))
+        chosen = state.select(tags.get("name"), tags.get("method"))
         return sum(e.failures for e in chosen), sum(e.requests for e in chosen)
 
     def counter(self, metric: str, tags: Mapping[str, str]) -> tuple[float, float]:
+        state = self.state_of(tags)
+        seconds = self.seconds(tags.get("scenario"))
         if metric == "dropped_iterations":
-            return self.state.dropped, self.seconds()
+            return state.dropped, seconds
         if metric == "iterations":
             return sum(
-                n for j, n in self.state.iterations.items() if tags.get("journey") in (None, j)
-            ), self.seconds()
+                n for j, n in state.iterations.items() if tags.get("journey") in (None, j)
+            ), seconds
         if metric in ("data_sent", "data_received"):
-            return float(getattr(self.state, metric)), self.seconds()
-        chosen = self.state.select(tags.get("name"), tags.get("method"))
-        return sum(e.requests for e in chosen), self.seconds()
+            return float(getattr(state, metric)), seconds
+        chosen = state.select(tags.get("name"), tags.get("method"))
+        return sum(e.requests for e in chosen), seconds
 
 
 def describe(result: Result) -> dict[str, Any]:
@@ -423,6 +558,29 @@ def endpoint_row(
         **figures,
         "p50": figures["med"],  # the same figure under its percentile name
     }
+
+
+def endpoint_rows(state: RunState, seconds: float) -> dict[str, Any]:
+    """``endpoints`` (one row per method and name) and their ``total``."""
+    endpoints = sorted(state.endpoints.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    return {
+        "endpoints": [
+            endpoint_row(m, n, e.requests, e.failures, e.duration, seconds)
+            for (m, n), e in endpoints
+        ],
+        "total": endpoint_row(
+            "",
+            "TOTAL",
+            state.requests,
+            state.failures,
+            merged(e.duration for e in state.endpoints.values()),
+            seconds,
+        ),
+    }
+
+
+def check_rows(state: RunState) -> list[dict[str, Any]]:
+    return [{"name": k, "passes": v[0], "fails": v[1]} for k, v in sorted(state.checks.items())]
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -589,9 +747,10 @@ class Options:
 class RawWriter:
     """Every request as one line, for the user's own analysis (k6's ``--out csv=`` /
     ``--out json=``): time (Unix seconds, when the request was sent), method, name, duration
-    in ms, failed (0/1), bytes sent and received. ``.jsonl``/``.json``: JSON lines; else CSV."""
+    in ms, failed (0/1), bytes sent and received, scenario (the workload's name).
+    ``.jsonl``/``.json``: JSON lines; else CSV."""
 
-    FIELDS = ("time", "method", "name", "duration_ms", "failed", "sent", "received")
+    FIELDS = ("time", "method", "name", "duration_ms", "failed", "sent", "received", "scenario")
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -640,29 +799,29 @@ class Controller:
         self.worker_generators: list[dict[str, Any]] = []  # distributed: each worker's verdict
 
         self.writes_results = env is None or options.out_dir is not None
+        # the one workload of a single-scenario file: the progress line, the stage and the
+        # target follow it; with several, each has its own in the progress line and summary
+        self.single: Workload | None = scenario.only
+        self.shape: StagesShape | None = None
         if env is None:
-            self.user_class = make_user_class(ctx, self.target)
-            self.shape = (
-                None
-                if scenario.open_loop
-                else StagesShape(
-                    scenario.schedule, scenario.graceful_ramp_down, scenario.graceful_stop
-                )
-            )
+            w = self.single
+            user_classes = [make_user_class(ctx, self.target, wr) for wr in ctx.workloads.values()]
+            if w is not None and not w.open_loop:
+                self.shape = StagesShape(w.schedule, w.graceful_ramp_down, w.graceful_stop)
             env = Environment(
-                user_classes=[self.user_class],
+                user_classes=list(user_classes),
                 shape_class=self.shape,
                 host=self.target,
                 locustfile=scenario.source,
-                stop_timeout=None if scenario.open_loop else scenario.graceful_stop,
+                stop_timeout=w.graceful_stop if w is not None and not w.open_loop else None,
             )
             env.create_local_runner()
             if self.shape:
                 self.shape.runner = env.runner
         self.env = env
         self.raw = RawWriter(options.raw) if options.raw else None
-        record_requests(env, self.state, self.raw)
-        self.figures = Figures(self.state, self.schedule_seconds)
+        record_requests(env, ctx, self.raw)
+        self.figures = Figures(ctx, self.schedule_seconds)
 
     @property
     def runner(self) -> Runner:
@@ -680,15 +839,25 @@ class Controller:
 
     @property
     def stage_number(self) -> int:
-        return self.scenario.schedule.stage_at(self.schedule_time) + 1
+        """The single workload's current stage (1-based); 0 with several workloads."""
+        if self.single is None:
+            return 0
+        return self.single.schedule.stage_at(self.schedule_time) + 1
 
     @property
     def target_now(self) -> float:
-        return self.scenario.schedule.target_at(self.schedule_time)
+        """The single workload's current target; 0 with several workloads."""
+        if self.single is None:
+            return 0.0
+        return self.single.schedule.target_at(self.schedule_time)
 
-    def schedule_seconds(self) -> float:
-        """The elapsed part of the schedule: what rates divide by (the drain is not load)."""
-        return min(self.elapsed(), self.scenario.duration)
+    def schedule_seconds(self, scenario: str | None = None) -> float:
+        """The elapsed part of the schedule, or of one workload's: what rates divide by (the
+        drain is not load)."""
+        if scenario is None:
+            return min(self.elapsed(), self.scenario.duration)
+        w = self.scenario.workload(scenario)
+        return min(max(self.elapsed() - w.start_time, 0.0), w.duration)
 
     def snapshot(self, window: Window | None = None) -> dict[str, Any]:
         """The live figures; rates and percentiles over ``window`` (default: the current
@@ -699,9 +868,9 @@ class Controller:
         d = _rounded(window.start_delay.percentiles((50.0, 95.0, 100.0)))
         return {
             "elapsed_s": round(self.elapsed(), 2),
-            "stage": self.stage_number,
-            "target": round(self.target_now, 3),
-            "unit": self.scenario.unit,
+            "stage": self.stage_number if self.single else None,
+            "target": round(self.target_now, 3) if self.single else None,
+            "unit": self.single.unit if self.single else None,
             "vus": self.runner.user_count,
             "vus_busy": self.state.vus_busy,
             "iterations_per_s": round(self.state.recent_start_rate(5.0), 3),
@@ -722,28 +891,57 @@ class Controller:
             "dropped": self.state.dropped,
         }
 
-    def progress_line(self, snap: dict[str, Any]) -> str:
-        s = self.scenario
-        if s.open_loop and snap["elapsed_s"] > s.duration:
-            grace = format_duration(s.graceful_stop)
-            load = f"schedule done, {snap['vus_busy']} iterations in flight (gracefulStop {grace})"
-        elif s.open_loop:
-            load = (
-                f"target {snap['target']:.1f}/s  achieved {snap['iterations_per_s']:.1f}/s"
-                f"  VUs {snap['vus_busy']}/{snap['vus']} (max {s.max_vus})"
+    def workload_progress(self, wr: WorkloadRun, vus: int) -> str:
+        """One workload's part of a progress line (runs with several workloads)."""
+        w, t = wr.workload, self.elapsed()
+        if t < w.start_time:
+            return f"{w.name}: starts at {format_duration(w.start_time)}"  # startTime > 0 here
+        if wr.done or t >= w.end:
+            busy = wr.state.vus_busy
+            return f"{w.name}: done" + (f", {busy} iterations in flight" if busy else "")
+        target = w.schedule.target_at(t - w.start_time)
+        if w.open_loop:
+            return (
+                f"{w.name}: target {target:.1f}/s achieved"
+                f" {wr.state.recent_start_rate(5.0):.1f}/s VUs {wr.state.vus_busy}/{vus}"
             )
+        return f"{w.name}: VUs {vus}/{round(target)}"
+
+    def progress_line(self, snap: dict[str, Any]) -> str:
+        w = self.single
+        if w is None:
+            counts = self.runner.user_classes_count
+            load = "  ".join(
+                self.workload_progress(wr, counts.get(getattr(wr.user_class, "__name__", ""), 0))
+                for wr in self.ctx.workloads.values()
+            )
+            line = f"[{format_duration(int(snap['elapsed_s'])):>7}] {load}"
         else:
-            load = (
-                f"VUs {snap['vus']}/{round(snap['target'])}  iters {snap['iterations_per_s']:.1f}/s"
+            if w.open_loop and snap["elapsed_s"] > w.duration:
+                grace = format_duration(w.graceful_stop)
+                load = (
+                    f"schedule done, {snap['vus_busy']} iterations in flight (gracefulStop {grace})"
+                )
+            elif w.open_loop:
+                load = (
+                    f"target {snap['target']:.1f}/s  achieved {snap['iterations_per_s']:.1f}/s"
+                    f"  VUs {snap['vus_busy']}/{snap['vus']} (max {w.max_vus})"
+                )
+            else:
+                load = (
+                    f"VUs {snap['vus']}/{round(snap['target'])}"
+                    f"  iters {snap['iterations_per_s']:.1f}/s"
+                )
+            line = (
+                f"[{format_duration(int(snap['elapsed_s'])):>7}]"
+                f" stage {snap['stage']}/{len(w.schedule.stages)}  {load}"
             )
         errors = snap["failures"] / snap["requests"] * 100 if snap["requests"] else 0.0
-        line = (
-            f"[{format_duration(int(snap['elapsed_s'])):>7}]"
-            f" stage {snap['stage']}/{len(s.schedule.stages)}  {load}"
+        line += (
             f"  req {snap['requests_per_s']:.1f}/s  p95 {report.ms(snap['p95_ms'])}"
             f"  errors {errors:.2f}%"
         )
-        if s.open_loop:
+        if any(wr.workload.open_loop for wr in self.ctx.workloads.values()):
             line += (
                 f"  dropped {snap['dropped']}  start delay p50/p95/max"
                 f" {report.ms(snap['start_delay_p50_ms'])}/{report.ms(snap['start_delay_p95_ms'])}"
@@ -801,11 +999,13 @@ class Controller:
     def finished(self, scheduler: ArrivalScheduler | None) -> bool:
         if self.aborted:
             return True
+        if self.single is None:
+            return all(wr.done for wr in self.ctx.workloads.values())
         if scheduler is None:
             return self.runner.state == STATE_STOPPED
         if not scheduler.finished:
             return False
-        grace_over = self.elapsed() >= self.scenario.duration + self.scenario.graceful_stop
+        grace_over = self.elapsed() >= self.scenario.duration + self.single.graceful_stop
         return self.state.vus_busy == 0 or grace_over
 
     def run(self) -> int:
@@ -822,29 +1022,43 @@ class Controller:
             gevent.spawn(self.monitor.run),
         ]
 
-        s = self.scenario
+        s, w = self.scenario, self.single
+        if w is not None:
+            plan = f"{format_duration(s.duration)}, peak {w.schedule.peak:g} {w.unit}"
+        else:
+            plan = f"{format_duration(s.duration)}; " + ", ".join(
+                f"{x.name} [{x.executor}] from {format_duration(x.start_time)}"
+                f" for {format_duration(x.duration)}, peak {x.schedule.peak:g} {x.unit}"
+                for x in s.workloads
+            )
         opts.echo(
             f"running {s.name}{f' ({s.variant})' if s.variant else ''} [{s.executor}]"
-            f" against {self.target}:"
-            f" {format_duration(s.duration)}, peak {s.schedule.peak:g} {s.unit}"
+            f" against {self.target}: {plan}"
             + (f", metrics on http://{opts.metrics_address}/metrics" if server else "")
         )
         for sig in (signal.SIGINT, signal.SIGTERM):
             gevent.signal_handler(sig, self.abort, f"interrupted by signal {sig.name}")
 
         scheduler: ArrivalScheduler | None = None
-        if s.open_loop:
-            scheduler = ArrivalScheduler(self.runner, self.user_class, self.ctx)
-            self.ctx.scheduler = scheduler
-            self.runner.start(s.pre_allocated_vus, spawn_rate=min(s.pre_allocated_vus, 100))
-            while self.runner.user_count < s.pre_allocated_vus and self.runner.spawning_greenlet:
-                gevent.sleep(0.05)
-            self.state.vus_max_used = self.runner.user_count
-        self.begin()
-        if scheduler:
-            greenlets.append(gevent.spawn(scheduler.run, self.t0))
+        if w is None:
+            greenlets += self.start_workloads()
         else:
-            self.runner.start_shape()
+            wr = self.ctx.only
+            if w.open_loop:
+                assert wr.user_class is not None
+                scheduler = ArrivalScheduler(self.runner, wr.user_class, wr)
+                wr.scheduler = scheduler
+                self.runner.start(w.pre_allocated_vus, spawn_rate=min(w.pre_allocated_vus, 100))
+                while (
+                    self.runner.user_count < w.pre_allocated_vus and self.runner.spawning_greenlet
+                ):
+                    gevent.sleep(0.05)
+                self.state.vus_max_used = self.runner.user_count
+            self.begin()
+            if scheduler:
+                greenlets.append(gevent.spawn(scheduler.run, self.t0))
+            else:
+                self.runner.start_shape()
 
         # Ticks once a second; near and after the schedule's end the loop looks every 50 ms, so
         # the end of the schedule is marked on time and the run ends with its last iteration.
@@ -875,8 +1089,36 @@ class Controller:
         self.runner.quit()
         return int(summary["run"]["exit_code"])
 
+    def start_workloads(self) -> list[gevent.Greenlet]:
+        """Several workloads: pre-allocate every arrival-rate workload's VUs (as k6 does before
+        the run), then start each workload's driver at its startTime."""
+        runner = self.runner
+        for wr in self.ctx.workloads.values():
+            w, user_class = wr.workload, wr.user_class
+            assert user_class is not None
+            if w.open_loop:
+                name = user_class.__name__
+                wr.scheduler = ArrivalScheduler(
+                    runner, user_class, wr, vus=functools.partial(class_vus, runner, name)
+                )
+                runner.spawn_users({name: w.pre_allocated_vus})
+                wr.state.vus_max_used = w.pre_allocated_vus
+        self.state.vus_max_used = runner.user_count
+        self.begin()
+        return [
+            gevent.spawn(
+                drive_open_loop if wr.workload.open_loop else drive_closed_loop,
+                runner,
+                wr,
+                self.t0 + wr.workload.start_time,
+            )
+            for wr in self.ctx.workloads.values()
+        ]
+
     def begin(self) -> None:
         self.state.started = time.monotonic()
+        for wr in self.ctx.workloads.values():  # a workload's achieved rate is from its start
+            wr.state.started = self.state.started + wr.workload.start_time
         self.state.next_second()
         self.state.next_progress()
         self.t0 = time.perf_counter()
@@ -936,8 +1178,8 @@ class Controller:
         if self.aborted and not self.breaking_point:
             exit_code = EXIT_ERROR  # interrupted: not a verdict on the system
         iterations = sum(state.iterations.values())
-        endpoints = sorted(state.endpoints.items(), key=lambda kv: (kv[0][1], kv[0][0]))
         delay = trend_figures(state.start_delay if state.start_delay.count else None)
+        w = self.single
         return {
             "scenario": {
                 "name": s.name,
@@ -963,14 +1205,14 @@ class Controller:
             "git": git_revision(),
             "machine": machine(),
             "load": {
-                "unit": s.unit,
-                "target_peak": s.schedule.peak,
+                "unit": w.unit if w else None,
+                "target_peak": w.schedule.peak if w else None,
                 "iterations": iterations,
                 "iterations_per_s": iterations / seconds if seconds > 0 else 0.0,
                 "dropped_iterations": state.dropped,
                 "interrupted_iterations": state.interrupted,
                 "vus_max_used": state.vus_max_used,
-                "max_vus": s.max_vus or None,
+                "max_vus": (w.max_vus if w else sum(x.max_vus for x in s.workloads)) or None,
                 "iteration_duration": trend_figures(
                     state.merged_iteration_duration() if state.iteration_duration else None
                 ),
@@ -987,26 +1229,44 @@ class Controller:
                 "sent_per_s": state.data_sent / seconds if seconds > 0 else 0.0,
                 "received_per_s": state.data_received / seconds if seconds > 0 else 0.0,
             },
-            "endpoints": [
-                endpoint_row(m, n, e.requests, e.failures, e.duration, seconds)
-                for (m, n), e in endpoints
-            ],
-            "total": endpoint_row(
-                "",
-                "TOTAL",
-                state.requests,
-                state.failures,
-                merged(e.duration for e in state.endpoints.values()),
-                seconds,
-            ),
+            **endpoint_rows(state, seconds),
             "generator": generator,
-            "checks": [
-                {"name": k, "passes": v[0], "fails": v[1]} for k, v in sorted(state.checks.items())
-            ],
+            "checks": check_rows(state),
+            "scenarios": [self.workload_summary(wr, elapsed) for wr in self.ctx.workloads.values()],
             "thresholds": [describe(r) for r in self.threshold_results],
             "breaking_point": self.breaking_point,
             "artifacts": {"dir": str(self.out_dir) if self.writes_results else None},
             "percentile_definition": PERCENTILE_DEFINITION,
+        }
+
+    def workload_summary(self, wr: WorkloadRun, elapsed: float) -> dict[str, Any]:
+        """One workload's figures; its rates are over its own schedule (from its startTime)."""
+        w, state = wr.workload, wr.state
+        seconds = min(max(elapsed - w.start_time, 0.0), w.duration)
+        iterations = sum(state.iterations.values())
+        return {
+            "name": w.name,
+            "executor": w.executor,
+            "start_s": w.start_time,
+            "duration_s": w.duration,
+            "schedule_s": round(seconds, 3),
+            "unit": w.unit,
+            "target_peak": w.schedule.peak,
+            "journeys": w.journeys,
+            "iterations": iterations,
+            "iterations_per_s": iterations / seconds if seconds > 0 else 0.0,
+            "dropped_iterations": state.dropped,
+            "interrupted_iterations": state.interrupted,
+            "vus_max_used": state.vus_max_used,
+            "max_vus": w.max_vus or None,
+            "iteration_duration": trend_figures(
+                state.merged_iteration_duration() if state.iteration_duration else None
+            ),
+            "iteration_start_delay": trend_figures(
+                state.start_delay if state.start_delay.count else None
+            ),
+            **endpoint_rows(state, seconds),
+            "checks": check_rows(state),
         }
 
     def write_artifacts(self, summary: dict[str, Any]) -> None:

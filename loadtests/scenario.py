@@ -31,29 +31,26 @@ BUILTIN_JOURNEYS = ("browse", "product", "buy", "history")
 TARGETS = {"local": "http://127.0.0.1:18080", "kind": "http://localhost:8080"}
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 
-COMMON_KEYS = {
-    "name",
-    "description",
-    "executor",
-    "journeys",
-    "thinkTime",
-    "catalogSize",
-    "httpTimeout",
-    "gracefulStop",
-    "thresholds",
-    "variants",
-}
+# keys of the file as a whole; a variant overrides them
+FILE_KEYS = {"name", "description", "catalogSize", "httpTimeout", "thresholds", "variants"}
+# keys of every scenario whatever its executor; at the top of a file with `scenarios:` they are
+# defaults for each scenario (all but executor and startTime)
+WORKLOAD_KEYS = {"executor", "startTime", "journeys", "thinkTime", "gracefulStop"}
+WORKLOAD_DEFAULTS = WORKLOAD_KEYS - {"executor", "startTime"}
+COMMON_KEYS = FILE_KEYS | WORKLOAD_KEYS
 EXECUTOR_KEYS = {
     RAMPING_VUS: {"startVUs", "stages", "gracefulRampDown"},
     CONSTANT_VUS: {"vus", "duration"},
     CONSTANT_ARRIVAL_RATE: {"rate", "timeUnit", "duration", "preAllocatedVUs", "maxVUs"},
     RAMPING_ARRIVAL_RATE: {"startRate", "timeUnit", "stages", "preAllocatedVUs", "maxVUs"},
 }
-ALL_KEYS = COMMON_KEYS.union(*EXECUTOR_KEYS.values())
+ALL_KEYS = COMMON_KEYS.union(*EXECUTOR_KEYS.values()) | {"scenarios"}
+DEFAULT_SCENARIO = "default"  # the one scenario of a file without `scenarios:`
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _IMPORT_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 
 
 class ScenarioError(ValueError):
@@ -85,7 +82,7 @@ def parse_duration(value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     seconds = round(seconds, 3)
-    if seconds < 1:
+    if 0 < seconds < 1:
         return f"{seconds * 1000:g}ms"
     hours, rest = divmod(int(seconds), 3600)
     minutes, secs = divmod(rest, 60)
@@ -135,11 +132,11 @@ def interpolate_env(text: str, env: Mapping[str, str], source: str) -> str:
 
 
 @dataclass(frozen=True)
-class Scenario:
+class Workload:
+    """One named entry of ``scenarios:`` (k6 calls it a scenario; here the file is the
+    ``Scenario``): an executor and its schedule, from ``start_time`` seconds into the run."""
+
     name: str
-    description: str
-    source: str
-    variant: str | None
     executor: str
     schedule: Schedule  # VUs for the VU executors, iterations per second for the arrival-rate ones
     pre_allocated_vus: int
@@ -147,10 +144,7 @@ class Scenario:
     graceful_stop: float
     journeys: dict[str, float]
     think_time: tuple[float, float]
-    catalog_size: int
-    http_timeout: float
-    thresholds: tuple[Threshold, ...]
-    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    start_time: float = 0.0
     # ramping-vus: how long a VU that a falling stage removes may finish its iteration
     graceful_ramp_down: float = 30.0
 
@@ -163,8 +157,59 @@ class Scenario:
         return self.schedule.duration
 
     @property
+    def end(self) -> float:
+        """When its schedule ends, in seconds since the start of the run."""
+        return self.start_time + self.schedule.duration
+
+    @property
     def unit(self) -> str:
         return "iters/s" if self.open_loop else "VUs"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A scenario file: one or more workloads (``scenarios:``) run concurrently, judged by one
+    set of thresholds. A file without ``scenarios:`` is one workload named ``default``."""
+
+    name: str
+    description: str
+    source: str
+    variant: str | None
+    workloads: tuple[Workload, ...]
+    catalog_size: int
+    http_timeout: float
+    thresholds: tuple[Threshold, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        """The schedule of the whole run: until the last workload's schedule ends."""
+        return max(w.end for w in self.workloads)
+
+    @property
+    def open_loop(self) -> bool:
+        return all(w.open_loop for w in self.workloads)
+
+    @property
+    def executor(self) -> str:
+        executors = dict.fromkeys(w.executor for w in self.workloads)
+        return ", ".join(executors)
+
+    @property
+    def graceful_stop(self) -> float:
+        """How long after the end of the whole schedule the run may drain."""
+        return max(w.end + w.graceful_stop for w in self.workloads) - self.duration
+
+    @property
+    def only(self) -> Workload | None:
+        """The workload of a file without ``scenarios:`` (or with one that starts at once),
+        which runs as one executor; None when there are several or one starts later."""
+        if len(self.workloads) == 1 and self.workloads[0].start_time == 0:
+            return self.workloads[0]
+        return None
+
+    def workload(self, name: str) -> Workload:
+        return next(w for w in self.workloads if w.name == name)
 
 
 def load(
@@ -190,12 +235,52 @@ def loads(
 ) -> Scenario:
     text = interpolate_env(text, env or {}, source)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario is a YAML mapping (executor:, stages:, ...)")
     return validate(data, source=source, variant=variant)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (by
+    default the last one silently wins: two scenarios with the same name would become one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice (each name may appear once)",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _merge_variant(data: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """Top-level keys are replaced; ``scenarios`` is merged per scenario and per key, so a
+    variant can shorten one scenario without repeating the others."""
+    merged = {**data, **overrides}
+    if isinstance(data.get("scenarios"), dict) and isinstance(overrides.get("scenarios"), dict):
+        scenarios = dict(data["scenarios"])
+        for name, entry in overrides["scenarios"].items():
+            if name not in scenarios:
+                known = ", ".join(map(str, scenarios))
+                raise ScenarioError(
+                    f"{where}.scenarios.{name}: no such scenario (scenarios: {known})"
+                )
+            base = scenarios[name]
+            if isinstance(base, dict) and isinstance(entry, dict):
+                scenarios[name] = {**base, **entry}
+            else:
+                scenarios[name] = entry
+        merged["scenarios"] = scenarios
+    return merged
 
 
 def validate(
@@ -215,18 +300,27 @@ def validate(
             )
         if "variants" in overrides:
             raise ScenarioError(f"{source}: variants.{variant} cannot itself contain variants")
-        data = {**data, **overrides}
+        data = _merge_variant(data, overrides, f"{source}: variants.{variant}")
     where = f"{source}" + (f" (variant {variant})" if variant else "")
     return _Validator(data, where).scenario(Path(source).stem, source, variant)
 
 
 class _Validator:
-    def __init__(self, data: dict[str, Any], where: str) -> None:
+    def __init__(self, data: dict[str, Any], where: str, prefix: str = "") -> None:
+        """``prefix``: where ``data`` sits in the file (``scenarios.browse.``), for messages."""
         self.data = data
         self.where = where
+        self.prefix = prefix
 
     def fail(self, key: str, message: str) -> ScenarioError:
-        return ScenarioError(f"{self.where}: {key}: {message}")
+        return ScenarioError(f"{self.where}: {self.prefix}{key}: {message}")
+
+    def unknown_keys(self, allowed: set[str]) -> None:
+        for key in sorted(set(self.data) - allowed, key=str):
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            raise self.fail(
+                str(key), "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+            )
 
     def number(
         self, key: str, default: float | None = None, minimum: float = 0, integer: bool = False
@@ -310,16 +404,88 @@ class _Validator:
 
     def scenario(self, stem: str, source: str, variant: str | None) -> Scenario:
         data = self.data
-        unknown = set(data) - ALL_KEYS
-        for key in sorted(unknown, key=str):
-            close = difflib.get_close_matches(str(key), ALL_KEYS, n=1)
+        if "scenarios" in data:
+            workloads = self.workloads()
+        else:
+            self.unknown_keys(ALL_KEYS - {"scenarios"})
+            if "startTime" in data:
+                raise self.fail(
+                    "startTime",
+                    "belongs in an entry of scenarios: (a file without them starts at once)",
+                )
+            workloads = (self.workload(DEFAULT_SCENARIO),)
+
+        try:
+            thresholds = parse_thresholds(data.get("thresholds"), parse_duration)
+        except (ThresholdError, ValueError) as exc:
+            raise ScenarioError(f"{self.where}: thresholds: {exc}") from None
+        names = [w.name for w in workloads]
+        for t in thresholds:
+            wanted = dict(t.tags).get("scenario")
+            if wanted is not None and wanted not in names:
+                raise ScenarioError(
+                    f"{self.where}: thresholds: {t.key!r}: no scenario {wanted!r}"
+                    f" (scenarios: {', '.join(names)})"
+                )
+
+        name = data.get("name", stem if _NAME.match(stem) else "scenario")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise self.fail("name", f"must be a short identifier such as 'load', not {name!r}")
+        return Scenario(
+            name=name,
+            description=str(data.get("description", "")).strip(),
+            source=source,
+            variant=variant,
+            workloads=workloads,
+            catalog_size=int(self.number("catalogSize", 10000, minimum=1, integer=True)),
+            http_timeout=self.duration("httpTimeout", "30s"),
+            thresholds=thresholds,
+            raw=data,
+        )
+
+    def workloads(self) -> tuple[Workload, ...]:
+        """``scenarios:``: each entry is a workload; the top level keeps the file's keys and
+        defaults for every workload (journeys, thinkTime, gracefulStop)."""
+        data = self.data
+        for key in sorted(set(data) - FILE_KEYS - WORKLOAD_DEFAULTS - {"scenarios"}, key=str):
+            if key in ALL_KEYS:
+                raise self.fail(
+                    str(key),
+                    "goes inside each entry of scenarios: (a file with scenarios: keeps only"
+                    f" {', '.join(sorted(FILE_KEYS | WORKLOAD_DEFAULTS))} at the top)",
+                )
+            self.unknown_keys(FILE_KEYS | WORKLOAD_DEFAULTS | {"scenarios"})
+        raw = data["scenarios"]
+        if not isinstance(raw, dict) or not raw:
             raise self.fail(
-                str(key), "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+                "scenarios", "must be a mapping of name -> {executor: ..., ...} with at least one"
             )
+        defaults = {k: data[k] for k in WORKLOAD_DEFAULTS if k in data}
+        workloads = []
+        for name, entry in raw.items():
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise self.fail(
+                    f"scenarios.{name}", "a scenario's name must be a short identifier (browse)"
+                )
+            if not isinstance(entry, dict):
+                raise self.fail(f"scenarios.{name}", "must be a mapping (executor:, stages:, ...)")
+            sub = _Validator({**defaults, **entry}, self.where, f"{self.prefix}scenarios.{name}.")
+            sub.unknown_keys(WORKLOAD_KEYS.union(*EXECUTOR_KEYS.values()))
+            workloads.append(sub.workload(name))
+        return tuple(workloads)
+
+    def workload(self, name: str) -> Workload:
+        data = self.data
         executor = data.get("executor")
         if executor not in EXECUTORS:
             raise self.fail("executor", f"must be one of {', '.join(EXECUTORS)}, not {executor!r}")
-        foreign = {k for k in data if k not in COMMON_KEYS and k not in EXECUTOR_KEYS[executor]}
+        foreign = {
+            k
+            for k in data
+            if k in ALL_KEYS
+            and k not in COMMON_KEYS | {"scenarios"}
+            and k not in EXECUTOR_KEYS[executor]
+        }
         if foreign:
             key = sorted(foreign)[0]
             raise self.fail(
@@ -350,20 +516,8 @@ class _Validator:
                 raise self.fail("maxVUs", f"must be at least preAllocatedVUs ({pre})")
         if schedule.duration <= 0:
             raise self.fail("duration", "the scenario must run for longer than 0s")
-
-        try:
-            thresholds = parse_thresholds(data.get("thresholds"), parse_duration)
-        except (ThresholdError, ValueError) as exc:
-            raise ScenarioError(f"{self.where}: thresholds: {exc}") from None
-
-        name = data.get("name", stem if re.match(r"^[A-Za-z0-9][\w.-]*$", stem) else "scenario")
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][\w.-]*$", name):
-            raise self.fail("name", f"must be a short identifier such as 'load', not {name!r}")
-        return Scenario(
+        return Workload(
             name=name,
-            description=str(data.get("description", "")).strip(),
-            source=source,
-            variant=variant,
             executor=executor,
             schedule=schedule,
             pre_allocated_vus=pre,
@@ -371,9 +525,6 @@ class _Validator:
             graceful_stop=self.duration("gracefulStop", "30s"),
             journeys=self.journeys(),
             think_time=self.think_time(),
-            catalog_size=int(self.number("catalogSize", 10000, minimum=1, integer=True)),
-            http_timeout=self.duration("httpTimeout", "30s"),
-            thresholds=thresholds,
-            raw=data,
+            start_time=self.duration("startTime", "0s"),
             graceful_ramp_down=self.duration("gracefulRampDown", "30s"),
         )

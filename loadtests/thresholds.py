@@ -31,8 +31,9 @@ class ThresholdError(ValueError):
 
 TREND, RATE, COUNTER = "trend", "rate", "counter"
 
-# metric -> (type, tags it can be filtered by)
-METRICS: dict[str, tuple[str, frozenset[str]]] = {
+# metric -> (type, tags it can be filtered by); every metric can also be filtered by
+# ``scenario`` (the name of an entry of ``scenarios:``, or ``default``), as in k6
+_METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "http_req_duration": (TREND, frozenset({"name", "method"})),
     "http_req_failed": (RATE, frozenset({"name", "method"})),
     "http_reqs": (COUNTER, frozenset({"name", "method"})),
@@ -44,6 +45,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "dropped_iterations": (COUNTER, frozenset()),
     "checks": (RATE, frozenset({"check"})),
 }
+METRICS = {metric: (kind, tags | {"scenario"}) for metric, (kind, tags) in _METRICS.items()}
 
 AGGREGATIONS = {
     TREND: "avg, min, med, max or p(N)",

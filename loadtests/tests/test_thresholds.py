@@ -32,7 +32,7 @@ def test_key_with_a_tag_whose_value_contains_braces() -> None:
         ("http_req_duration{name:x", "must end with '}'"),
         ("http_req_duration{status:500}", "cannot be filtered by tag 'status'"),
         ("http_req_duration{name}", "not of the form name:value"),
-        ("dropped_iterations{journey:buy}", "tags: none"),
+        ("dropped_iterations{journey:buy}", "(tags: one of scenario"),
     ],
 )
 def test_bad_keys_are_rejected_with_the_reason(key: str, message: str) -> None:
