@@ -92,12 +92,24 @@ class PhaseMetrics:
     pg_after: dict[str, float] = field(default_factory=dict)
 
     def delta(self, service: str, name: str, **labels: str) -> float:
-        return self.after.value(service, name, **labels) - self.before.value(
-            service, name, **labels
-        )
+        """How much counter `name` grew over the phase, summed over its series as Prometheus'
+        increase() does: a series that restarted (a new pod, a restarted process) counts from
+        zero, one that appeared counts whole, one that vanished counts nothing."""
+        wanted = set(labels.items())
+        before = self.before.services.get(service, {})
+        total = 0.0
+        for key, value in self.after.services.get(service, {}).items():
+            if key[0] != name or not wanted <= key[1]:
+                continue
+            start = before.get(key, 0.0)
+            total += value - start if value >= start else value
+        return total
 
     def gauge(self, service: str, name: str, agg: str = "mean", **labels: str) -> float:
-        values = [s.value(service, name, **labels) for s in self.series]
+        """Gauge `name` over the phase's samples; samples without it (not yet scraped) are
+        left out rather than read as zero."""
+        found = (select(s.services.get(service, {}), name, labels) for s in self.series)
+        values = [sum(v) for v in found if v]
         if not values:
             return float("nan")
         return max(values) if agg == "max" else sum(values) / len(values)
