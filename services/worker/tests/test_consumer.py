@@ -14,6 +14,7 @@ from perflab.worker.consumer import (
     OffsetTracker,
     OrderEventsConsumer,
     RetryPolicy,
+    wait_for_topic,
 )
 from perflab.worker.payment_flow import (
     CircuitOpen,
@@ -406,3 +407,28 @@ async def test_in_flight_messages_are_bounded() -> None:
     await worker.run()
     assert 1 < most <= 4
     assert consumer.commits[-1] == {TP: 20}
+
+
+class GrowingMetadata:
+    """Cluster metadata in which the topic appears on the third request."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.requests = 0
+
+    async def topics(self) -> set[str]:
+        self.requests += 1
+        return {"other", self.topic} if self.requests >= 3 else {"other"}
+
+
+async def test_the_worker_waits_for_its_topic_to_be_created() -> None:
+    metadata = GrowingMetadata("orders.created")
+    assert await wait_for_topic(metadata, "orders.created", lambda: False, interval=0.001)
+    assert metadata.requests == 3
+
+
+async def test_stopping_ends_the_wait_for_a_topic_that_never_comes() -> None:
+    metadata = GrowingMetadata("never")
+    metadata.requests = -(10**9)  # the topic never appears
+    stop_after = iter([False, False, True])
+    assert not await wait_for_topic(metadata, "never", lambda: next(stop_after), interval=0.001)

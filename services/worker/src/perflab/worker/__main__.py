@@ -15,7 +15,7 @@ from perflab.common.settings import DEAD_LETTER_SUFFIX, ORDERS_CREATED_TOPIC
 from perflab.common.telemetry import setup_tracing
 from perflab.contracts.orders.v1 import orders_pb2_grpc
 from perflab.contracts.payments.v1 import payments_pb2_grpc
-from perflab.worker.consumer import OrderEventsConsumer, RetryPolicy
+from perflab.worker.consumer import OrderEventsConsumer, RetryPolicy, wait_for_topic
 from perflab.worker.faults import DelayedFlow
 from perflab.worker.payment_flow import PaymentFlow, payments_breaker
 from perflab.worker.settings import Settings, get_settings
@@ -73,10 +73,11 @@ async def run(settings: Settings, state: dict[str, bool]) -> None:
 
     await producer.start()
     await consumer.start()
-    state["ready"] = True
-    log.info("consuming", extra={"topic": topic, "group": settings.consumer_group})
     try:
-        await worker.run()
+        if await wait_for_topic(consumer, topic, lambda: worker.stopping):
+            state["ready"] = True
+            log.info("consuming", extra={"topic": topic, "group": settings.consumer_group})
+            await worker.run()
     finally:
         state["ready"] = False
         await consumer.stop()

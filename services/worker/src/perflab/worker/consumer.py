@@ -169,6 +169,30 @@ class Flow(Protocol):
     def process(self, event: events_pb2.OrderCreated) -> Awaitable[object]: ...
 
 
+class Metadata(Protocol):
+    async def topics(self) -> set[str]: ...
+
+
+async def wait_for_topic(
+    consumer: Metadata, topic: str, stopping: Callable[[], bool], interval: float = 1.0
+) -> bool:
+    """Waits until `topic` exists; False when `stopping()` became true first.
+
+    In the cluster the topics come from a Helm hook Job that runs after the Deployments have
+    started. A consumer that subscribes to a topic that does not exist yet gets no partitions
+    until its next metadata refresh (`metadata_max_age_ms`, 5 minutes), and orders created
+    meanwhile wait that long. So the worker waits for the topic, and is not ready until then."""
+    attempt = 0
+    while not stopping():
+        if topic in await consumer.topics():  # a fresh metadata request
+            return True
+        if attempt % 10 == 0:
+            log.info("waiting for the topic to be created", extra={"topic": topic})
+        attempt += 1
+        await asyncio.sleep(interval)
+    return False
+
+
 class OrderEventsConsumer:
     def __init__(
         self,
@@ -212,6 +236,10 @@ class OrderEventsConsumer:
     def in_flight(self) -> int:
         """Messages started and not finished."""
         return self._in_flight
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self) -> None:
         """Finish the messages in hand, commit, and return from `run`."""
