@@ -104,3 +104,46 @@ def run_loadtest(
         env={**os.environ, "LOADTEST_METRICS": "off"},
     )
     return Run(proc.returncode, proc.stdout + proc.stderr, out_dir)
+
+
+def run_distributed(
+    scenario: Path, target: str, out_dir: Path, workers: int = 2
+) -> subprocess.CompletedProcess[str]:
+    """A Locust master (headless) with `workers` worker processes on this machine, as
+    ``make load WORKERS=n`` runs them; the summary lands in `out_dir`."""
+    port = str(free_port())
+    env = {
+        **os.environ,
+        "SCENARIO": str(scenario),
+        "LOADTEST_METRICS": "off",
+        "LOADTEST_RESULTS": str(out_dir),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    locust = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
+    processes = [
+        subprocess.Popen(
+            [*locust, "--worker", "--master-port", port],
+            cwd=REPO,
+            env=env,
+            stdout=(out_dir / f"worker{i}.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(workers)
+    ]
+    try:
+        return subprocess.run(
+            [
+                *locust,
+                *("--master", "--headless", "--expect-workers", str(workers)),
+                *("--master-bind-port", port, "--host", target, "--only-summary"),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)

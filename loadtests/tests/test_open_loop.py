@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from loadtests.tests.helpers import REPO, free_port, run_loadtest, serve
+from loadtests.tests.helpers import run_distributed, run_loadtest, serve
 
 RATE, SECONDS = 30, 6
 EXPECTED = RATE * SECONDS
@@ -121,41 +118,7 @@ def test_two_workers_interleave_one_schedule_instead_of_firing_in_lockstep(
             "executor: constant-arrival-rate\nrate: 20\nduration: 4s\npreAllocatedVUs: 4\n"
             f"maxVUs: 40\ngracefulStop: 5s\nthinkTime: 0s\njourneys: {JOURNEY}\n"
         )
-        port = str(free_port())
-        env = {
-            **os.environ,
-            "SCENARIO": str(scenario),
-            "LOADTEST_METRICS": "off",
-            "LOADTEST_RESULTS": str(tmp_path / "out"),
-        }
-        locust = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
-        workers = [
-            subprocess.Popen(
-                [*locust, "--worker", "--master-port", port],
-                cwd=REPO,
-                env=env,
-                stdout=(tmp_path / f"worker{i}.log").open("w"),
-                stderr=subprocess.STDOUT,
-            )
-            for i in range(2)
-        ]
-        try:
-            master = subprocess.run(
-                [
-                    *locust,
-                    *("--master", "--headless", "--expect-workers", "2"),
-                    *("--master-bind-port", port, "--host", url, "--only-summary"),
-                ],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=90,
-            )
-        finally:
-            for worker in workers:
-                worker.terminate()
-                worker.wait(timeout=10)
+        master = run_distributed(scenario, url, tmp_path / "out")
         seen = call(f"{url}/stats")
     assert master.returncode == 0, master.stdout + master.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.tests.helpers import REPO, free_port, run_loadtest
+from loadtests.tests.helpers import REPO, run_distributed, run_loadtest
 
 # browse: 10 iterations/s of one product read from 0 s to 4 s; checkout: one closed-loop VU
 # buying from 2 s to 4 s. Thresholds are added per test.
@@ -182,41 +182,7 @@ thresholds:
   "iterations{scenario:orders}": ["count==8"]
 """
     )
-    port = str(free_port())
-    env = {
-        **os.environ,
-        "SCENARIO": str(path),
-        "LOADTEST_METRICS": "off",
-        "LOADTEST_RESULTS": str(tmp_path / "out"),
-    }
-    locust = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
-    workers = [
-        subprocess.Popen(
-            [*locust, "--worker", "--master-port", port],
-            cwd=REPO,
-            env=env,
-            stdout=(tmp_path / f"worker{i}.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(2)
-    ]
-    try:
-        master = subprocess.run(
-            [
-                *locust,
-                *("--master", "--headless", "--expect-workers", "2"),
-                *("--master-bind-port", port, "--host", fake_gateway, "--only-summary"),
-            ],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
-    finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait(timeout=10)
+    master = run_distributed(path, fake_gateway, tmp_path / "out")
     assert master.returncode == 0, master.stdout + master.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     reads, orders = summary["scenarios"]
