@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import subprocess
 import threading
 import time
@@ -64,6 +65,13 @@ print(len(keys))
 """
 
 
+# kubectl exec errors of a container that is restarting or not yet started.
+_TRANSIENT = re.compile(
+    r"container not found|unable to upgrade connection|is not running|"
+    r"does not have a host assigned|container .* is waiting to start"
+)
+
+
 class Kube:
     """kubectl on the lab's context and namespace."""
 
@@ -83,8 +91,18 @@ class Kube:
     def name(self, service: str) -> str:
         return f"{self.release}-{service}"
 
-    def exec(self, service: str, *command: str) -> str:
-        return self("exec", f"deploy/{self.name(service)}", "-c", service, "--", *command)
+    def exec(self, service: str, *command: str, patience: float = 120) -> str:
+        """`command` in one of the service's pods. A spike may get a container restarted by
+        its liveness probe (the autoscaling experiment's fixed replica is saturated on
+        purpose): then kubectl cannot reach it for a while, and this waits for it."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self("exec", f"deploy/{self.name(service)}", "-c", service, "--", *command)
+            except RuntimeError as error:
+                if not _TRANSIENT.search(str(error)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(3)
 
     def env(self, service: str) -> dict[str, str]:
         """The deployment's literal environment variables (secret references left out)."""
