@@ -38,7 +38,9 @@ from perflab.dev.processes import SERVICES  # in start order
 
 RELEASE = "perflab"
 SCRAPE_INTERVAL_S = 10  # the ServiceMonitors' interval (deploy/helm/perflab/values.yaml)
-DROPPED_LABELS = ("instance", "pod", "namespace", "container", "endpoint", "job", "service")
+# The pod label stays: a counter is followed pod by pod, so a replaced or restarted pod
+# counts from zero instead of making the sum go down (PhaseMetrics.delta).
+DROPPED_LABELS = ("instance", "namespace", "container", "endpoint", "job", "service")
 
 # Runs one statement in the orders pod: argv = statement, JSON list of parameters.
 _SQL = """
@@ -138,8 +140,9 @@ class Kube:
 class PromScraper:
     """The services' metrics from the cluster's Prometheus, as Snapshots like the local
     scraper's, so the experiments' `resources` work unchanged. Each service is its `job`;
-    its pods' series are summed. The deployments' ready replicas (kube-state-metrics) are
-    the pseudo-service `kube`: `kube_deployment_status_replicas_ready{deployment=...}`."""
+    its pods' series are kept apart (by `pod`) and summed when read. The deployments' ready
+    replicas (kube-state-metrics) are the pseudo-service `kube`:
+    `kube_deployment_status_replicas_ready{deployment=...}`."""
 
     def __init__(self, url: str, services: tuple[str, ...], namespace: str, interval: float = 5):
         self.url = url.rstrip("/")
@@ -167,7 +170,7 @@ class PromScraper:
                 if drop not in keep:
                     labels.pop(drop, None)
             key = (name, frozenset(labels.items()))
-            samples[key] = samples.get(key, 0.0) + float(item["value"][1])  # sum over pods
+            samples[key] = samples.get(key, 0.0) + float(item["value"][1])
         return samples
 
     def snapshot(self, names: tuple[str, ...] | None = None) -> Snapshot:

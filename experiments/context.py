@@ -93,16 +93,33 @@ class PhaseMetrics:
 
     def delta(self, service: str, name: str, **labels: str) -> float:
         """How much counter `name` grew over the phase, summed over its series as Prometheus'
-        increase() does: a series that restarted (a new pod, a restarted process) counts from
-        zero, one that appeared counts whole, one that vanished counts nothing."""
+        increase() does: walking each series through the samples taken during the phase, a
+        value lower than the one before is a restart (a new pod, a restarted process) and
+        counts from zero; a series that appeared counts whole, one that vanished counts
+        what it grew while it was seen."""
         wanted = set(labels.items())
-        before = self.before.services.get(service, {})
+
+        def matches(key: tuple[str, frozenset[tuple[str, str]]]) -> bool:
+            return key[0] == name and wanted <= key[1]
+
+        snapshots = [self.before, *self.series, self.after]
+        keys = {
+            key
+            for snapshot in snapshots
+            for key in snapshot.services.get(service, {})
+            if matches(key)
+        }
         total = 0.0
-        for key, value in self.after.services.get(service, {}).items():
-            if key[0] != name or not wanted <= key[1]:
-                continue
-            start = before.get(key, 0.0)
-            total += value - start if value >= start else value
+        for key in keys:
+            previous = None
+            for snapshot in snapshots:
+                value = snapshot.services.get(service, {}).get(key)
+                if value is None:
+                    continue
+                if previous is None:
+                    previous = value if snapshot is self.before else 0.0
+                total += value - previous if value >= previous else value
+                previous = value
         return total
 
     def gauge(self, service: str, name: str, agg: str = "mean", **labels: str) -> float:

@@ -71,3 +71,15 @@ def test_a_gauge_not_yet_scraped_is_left_out_not_read_as_zero() -> None:
     assert phase.gauge("kube", name, deployment="gw") == 2
     assert phase.gauge("kube", name, "max", deployment="gw") == 3
     assert math.isnan(phase.gauge("kube", "absent"))
+
+
+def test_a_restart_seen_in_the_phase_samples_keeps_the_cpu_used_before_it() -> None:
+    def snapshot(t: float, cpu: float) -> context.Snapshot:
+        key = ("process_cpu_seconds_total", frozenset({("pod", "gw-1")}))
+        return context.Snapshot(t, {"gateway": {key: cpu}})
+
+    # 10 -> 14 (4 s), restart, 1 -> 3 (3 s since the restart)
+    phase = context.PhaseMetrics(
+        before=snapshot(0, 10), after=snapshot(3, 3), series=[snapshot(1, 14), snapshot(2, 1)]
+    )
+    assert phase.delta("gateway", "process_cpu_seconds_total") == 7
