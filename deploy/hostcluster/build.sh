@@ -141,8 +141,10 @@ main() {
   # everything built.
   exec 9>"$dir/.lock"
   if ! flock -n 9; then
-    log "hostcluster: another build of $dir is running; waiting for it"
-    flock 9
+    log "hostcluster: another build of $dir is running (make test's background build); waiting for it"
+    until flock -w 60 9; do
+      log "hostcluster: still waiting for the other build, $(grep -vc '^go: ' "$dir/build.log" || true) packages compiled"
+    done
     main "$@"
     return
   fi
