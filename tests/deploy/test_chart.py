@@ -456,6 +456,23 @@ def test_service_pods_get_tmp_probes_and_graceful_shutdown(rendered_default, lib
         rendered_default.get("ServiceMonitor", f"perflab-{name}")
 
 
+def test_a_saturated_gateway_replica_keeps_answering_its_probes(rendered_default):
+    """The autoscaling experiment's first full run found a replica with room for 256
+    requests: saturated, its event loop queued seconds of CPU work in front of the kubelet's
+    probes, which failed, and the replica left the Service or was restarted. The bound on
+    requests in flight must keep that queue (at one CPU, each request costing the
+    experiment's CPU burn) within half the readiness probe's timeout."""
+    from experiments.autoscaling.experiment import BURN_MS
+
+    container = rendered_default.get("Deployment", "perflab-gateway")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    env = rendered_default.get("ConfigMap", "perflab-gateway")["data"]
+    assert container["resources"]["limits"]["cpu"] in ("1", 1)
+    queue_s = int(env["MAX_IN_FLIGHT"]) * BURN_MS / 1000
+    assert queue_s <= container["readinessProbe"]["timeoutSeconds"] / 2, queue_s
+
+
 def test_checksum_changes_only_for_the_service_whose_config_changed(helm, rendered_default, lib):
     changed = helm.render(sets=["services.payments.env.PAYMENT_DECLINE_RATE=0.5"])
 

@@ -216,9 +216,12 @@ async def test_load_beyond_max_in_flight_is_shed_with_503(orders: FakeOrders) ->
     app = with_fakes(create_app(settings, faults), settings, Slow(), faults)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
-        answers = await asyncio.gather(*(c.get(f"/api/products/{i}") for i in range(1, 11)))
+        *answers, probe = await asyncio.gather(
+            *(c.get(f"/api/products/{i}") for i in range(1, 11)), c.get("/healthz")
+        )
         after = await c.get("/api/products/1")
     assert sorted(r.status_code for r in answers) == [200] * 3 + [503] * 7
+    assert probe.status_code == 200  # probes are never shed
     shed = next(r for r in answers if r.status_code == 503)
     assert shed.headers["retry-after"] == "1" and "capacity" in shed.json()["detail"]
     assert after.status_code == 200  # capacity is given back
