@@ -13,9 +13,6 @@ issue 3066).
 """
 
 import asyncio
-import logging
-import os
-import signal
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +22,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from perflab.common.grpc import serve
-from perflab.dev.waiting import until
+from perflab.dev.serving import Served, served
 
 SERVICE = "perflab.test.Held"
 METHOD = f"/{SERVICE}/Hold"
@@ -60,7 +57,7 @@ class HeldService:
 @dataclass
 class Running:
     service: HeldService
-    server: "asyncio.Task[None]"
+    server: Served
     channel: grpc.aio.Channel
     stopped: asyncio.Event
 
@@ -70,47 +67,20 @@ class Running:
 
 
 @pytest.fixture
-async def running(
-    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
-) -> AsyncIterator[Running]:
+async def running(request: pytest.FixtureRequest) -> AsyncIterator[Running]:
     """serve() started with the grace period the test gives (`indirect` parameter)."""
     grace: float = request.param
     service, stopped = HeldService(), asyncio.Event()
-    default_handler = signal.getsignal(signal.SIGTERM)
 
     async def on_stop() -> None:
         stopped.set()
 
-    caplog.set_level(logging.INFO, logger="perflab.common.grpc")
-    server = asyncio.create_task(serve(service.register, "127.0.0.1", 0, grace, on_stop))
-    loop = asyncio.get_running_loop()
-    try:
-        # Listening (the bound port is in the log record), and SIGTERM is serve()'s to handle:
-        # sending it before then would end this test process.
-        await until(
-            lambda: any(r.getMessage() == "grpc server listening" for r in caplog.records),
-            "serve() to listen",
-            every=0.01,
-        )
-        await until(
-            lambda: signal.getsignal(signal.SIGTERM) is not default_handler,
-            "serve() to handle SIGTERM",
-            every=0.01,
-        )
-        (listening,) = [r for r in caplog.records if r.getMessage() == "grpc server listening"]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{listening.port}") as channel:
-            yield Running(service, server, channel, stopped)
-    finally:
-        service.release.set()
-        if not server.done() and signal.getsignal(signal.SIGTERM) is not default_handler:
-            os.kill(os.getpid(), signal.SIGTERM)  # a graceful stop for a test that left early
+    async with served(serve(service.register, "127.0.0.1", 0, grace, on_stop)) as server:
         try:
-            await asyncio.wait_for(server, WAIT)
-        except BaseException:
-            server.cancel()
-        # The session's event loop outlives this test: give SIGTERM and SIGINT back.
-        loop.remove_signal_handler(signal.SIGTERM)
-        loop.remove_signal_handler(signal.SIGINT)
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                yield Running(service, server, channel, stopped)
+        finally:
+            service.release.set()  # a test that left early stops without waiting for grace
 
 
 def watch_health(channel: grpc.aio.Channel) -> Any:
@@ -131,19 +101,19 @@ async def test_sigterm_flips_health_then_lets_in_flight_work_finish(running: Run
     in_flight = asyncio.create_task(running.hold())
     await asyncio.wait_for(running.service.started.wait(), WAIT)
 
-    os.kill(os.getpid(), signal.SIGTERM)
+    running.server.sigterm()
 
     # First the load balancer is told: NOT_SERVING while the held RPC is still in flight...
     assert (await asyncio.wait_for(watch.read(), WAIT)).status == (
         health_pb2.HealthCheckResponse.NOT_SERVING
     )
-    assert not in_flight.done() and not running.server.done() and not running.stopped.is_set()
+    assert not in_flight.done() and not running.server.task.done() and not running.stopped.is_set()
     watch.cancel()  # (an open Watch is in-flight work too: it would hold the server to the end)
     # ...then the RPC in flight finishes normally within the grace period, and serve() returns
     # after on_stop.
     running.service.release.set()
     assert await asyncio.wait_for(in_flight, WAIT) == b"done"
-    await asyncio.wait_for(running.server, WAIT)
+    await asyncio.wait_for(running.server.task, WAIT)
     assert running.stopped.is_set()
     assert not running.service.cancelled.is_set()
 
@@ -153,10 +123,10 @@ async def test_sigterm_cuts_work_that_outlasts_the_grace_period(running: Running
     in_flight = asyncio.create_task(running.hold())
     await asyncio.wait_for(running.service.started.wait(), WAIT)
 
-    os.kill(os.getpid(), signal.SIGTERM)
+    running.server.sigterm()
 
     # Never released: serve() stops anyway once the grace period is over, cancelling the RPC.
-    await asyncio.wait_for(running.server, WAIT)
+    await asyncio.wait_for(running.server.task, WAIT)
     assert running.stopped.is_set()
     await asyncio.wait_for(running.service.cancelled.wait(), WAIT)
     with pytest.raises(grpc.aio.AioRpcError) as error:
