@@ -96,26 +96,38 @@ def infra(command: str, component: str) -> None:
 
 
 def faults(outage_seconds: float) -> list[Fault]:
+    """The faults, each undone in `finally`: a test that fails or is interrupted mid-outage
+    still leaves the stack whole for the tests after it. Stopping a service happens in a
+    thread, so the load's event loop keeps its schedule while the process shuts down."""
+
     async def kill_worker(stack: ServiceProcesses) -> None:
-        stack.stop("worker", signal.SIGKILL)  # returns once the process is gone
-        await asyncio.sleep(WORKER_DOWN_SECONDS)
-        stack.start("worker")
+        await asyncio.to_thread(stack.stop, "worker", signal.SIGKILL)  # returns once it is gone
+        try:
+            await asyncio.sleep(WORKER_DOWN_SECONDS)
+        finally:
+            stack.start("worker")
         await asyncio.to_thread(stack.wait_ready, "worker")
 
     async def restart(component: str) -> None:
-        await asyncio.to_thread(infra, "down", component)
-        await asyncio.to_thread(infra, "up", component)
+        try:
+            await asyncio.to_thread(infra, "down", component)
+        finally:
+            await asyncio.to_thread(infra, "up", component)
 
     async def stop_payments(stack: ServiceProcesses) -> None:
-        stack.stop("payments")
-        await asyncio.sleep(outage_seconds)
-        stack.start("payments")
+        await asyncio.to_thread(stack.stop, "payments")
+        try:
+            await asyncio.sleep(outage_seconds)
+        finally:
+            stack.start("payments")
         await asyncio.to_thread(stack.wait_ready, "payments")
 
     async def stop_redis(stack: ServiceProcesses) -> None:
         await asyncio.to_thread(infra, "down", "redis")
-        await asyncio.sleep(outage_seconds / 2)
-        await asyncio.to_thread(infra, "up", "redis")
+        try:
+            await asyncio.sleep(outage_seconds / 2)
+        finally:
+            await asyncio.to_thread(infra, "up", "redis")
 
     async def restart_kafka(stack: ServiceProcesses) -> None:
         await restart("kafka")
@@ -189,20 +201,23 @@ async def run_fault(
     )
     stop = asyncio.Event()
     runner = asyncio.create_task(load.run(stop))
-    await asyncio.sleep(baseline_seconds)  # the baseline window, a measurement
-    baseline = [a.latency for a in load.attempts if a.status == 202]
-    baseline_p95 = p95(baseline)
-    await fault.apply(stack)
-    fault_end = asyncio.get_running_loop().time() - load.started
-    deadline = time.monotonic() + max_recovery
-    recovered = None
-    while time.monotonic() < deadline:
-        await asyncio.sleep(1)
-        recovered = recovery(load.attempts, fault_end, baseline_p95)
-        if recovered is not None:
-            break
-    stop.set()
-    await runner
+    try:
+        await asyncio.sleep(baseline_seconds)  # the baseline window, a measurement
+        baseline = [a.latency for a in load.attempts if a.status == 202]
+        baseline_p95 = p95(baseline)
+        await fault.apply(stack)
+        fault_end = asyncio.get_running_loop().time() - load.started
+        # Polled once per 1 s window; never recovering is a verdict here, not an error.
+        deadline = time.monotonic() + max_recovery
+        recovered = None
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            recovered = recovery(load.attempts, fault_end, baseline_p95)
+            if recovered is not None:
+                break
+    finally:
+        stop.set()
+        await runner
 
     refused: dict[str, int] = {}
     bad: list[str] = []

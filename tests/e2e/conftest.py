@@ -2,22 +2,25 @@
 conftest.py): a Prometheus of their own that scrapes it, the local Jaeger, database
 connections and log tails."""
 
+import asyncio
 import os
 import shutil
 import subprocess
-import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from perflab.dev.processes import ServiceProcesses, free_port
+from perflab.dev.waiting import until
 
 
 @pytest.fixture(scope="session")
-def prometheus(stack: ServiceProcesses, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+async def prometheus(
+    stack: ServiceProcesses, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
     """A Prometheus that scrapes this stack every second."""
     binary = shutil.which("prometheus")
     if binary is None:
@@ -30,29 +33,34 @@ def prometheus(stack: ServiceProcesses, tmp_path_factory: pytest.TempPathFactory
     config = workdir / "prometheus.yml"
     config.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n{jobs}")
     port = free_port()
-    process = subprocess.Popen(
-        [
+    log = workdir / "log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
             binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=(workdir / "log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    async def ready() -> bool:
+        if process.returncode is not None:
+            pytest.fail(f"prometheus exited with {process.returncode}; see {log}")
         try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
-                break
-        except OSError:
-            time.sleep(0.2)
+            async with httpx.AsyncClient(timeout=1) as client:
+                return (await client.get(f"{url}/-/ready")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
+        await until(ready, f"prometheus to be ready on {url} (log: {log})")
         yield url
     finally:
-        process.terminate()
-        process.wait(10)
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 10)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 the service that applies the fault exports it (`perflab_fault_value`, refreshed by its poll of
 the switches), and off again whatever happens in the block."""
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,26 +9,37 @@ from typing import Any
 import httpx
 
 from perflab.dev.processes import ServiceProcesses
-
-WAIT = 30  # seconds: a bound on a hang, not a duration anything relies on
+from perflab.dev.waiting import TIMEOUT, until
 
 
 async def metric(port: int, name: str) -> float:
-    """The first sample named `name` (with its labels, as exported) on a /metrics endpoint."""
+    """The sum of the samples named `name` on a /metrics endpoint, NaN when there is none.
+    `name` may carry labels exactly as exported (`gauge{fault="x"}`) to pick one series."""
     async with httpx.AsyncClient(timeout=10) as c:
         text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)]
-    return values[0] if values else float("nan")
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
+    ]
+    return sum(values) if values else float("nan")
 
 
 async def until_metric(
-    port: int, name: str, condition: Callable[[float], bool], timeout: float = WAIT
+    port: int, name: str, condition: Callable[[float], bool], timeout: float = TIMEOUT
 ) -> float:
     """Polls the /metrics endpoint until the sample satisfies `condition`; returns it."""
-    async with asyncio.timeout(timeout):
-        while not condition(value := await metric(port, name)):
-            await asyncio.sleep(0.2)
-    return value
+    seen: list[float] = []
+
+    async def holds() -> bool:
+        seen.append(await metric(port, name))
+        return condition(seen[-1])
+
+    try:
+        await until(holds, f"{name} on :{port} to meet the test's condition", timeout=timeout)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc} (the sample was {seen[-1]:g})") from None
+    return seen[-1]
 
 
 @asynccontextmanager

@@ -9,8 +9,7 @@ import pytest
 
 from perflab.dev.processes import ServiceProcesses
 
-from . import fault_switch
-from .fault_switch import fault_on, until_metric
+from .fault_switch import fault_on, metric, until_metric
 from .test_order_pipeline import charges, place, wait_final
 
 pytestmark = pytest.mark.e2e
@@ -26,11 +25,6 @@ async def admin(stack: ServiceProcesses) -> AsyncIterator[httpx.AsyncClient]:
             yield c
         finally:
             await c.delete("/admin/faults")
-
-
-async def metric(stack: ServiceProcesses, port: int, name: str) -> float:
-    """fault_switch.metric under the signature test_payment_mode.py imports."""
-    return await fault_switch.metric(port, name)
 
 
 async def test_the_admin_api_validates_fault_switches(admin: httpx.AsyncClient) -> None:
@@ -64,4 +58,4 @@ async def test_failing_payments_open_the_breaker_and_orders_wait_until_recovery(
             assert (await client.get(f"/api/orders/{ids[0]}")).json()["status"] == "PENDING"
         await wait_final(orders_pg, ids, timeout=90)  # the breaker closes by itself
     assert await charges(payments_pg, ids) == dict.fromkeys(ids, 1)
-    assert await fault_switch.metric(worker_metrics, BREAKER_STATE) == 0
+    assert await metric(worker_metrics, BREAKER_STATE) == 0

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from perflab.contracts.events.v1 import events_pb2
 from perflab.dev.processes import ServiceProcesses
+from perflab.dev.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -88,11 +89,12 @@ async def paid_order(client: httpx.AsyncClient, customer: str) -> dict[str, Any]
         "/api/orders", json={"customer_id": customer, "items": [{"product_id": 9, "quantity": 1}]}
     )
     assert r.status_code == 202, r.text
-    async with asyncio.timeout(60):
-        while (order := (await client.get(f"/api/orders/{r.json()['id']}")).json())[
-            "status"
-        ] == "PENDING":
-            await asyncio.sleep(0.2)
+
+    async def final() -> dict[str, Any] | None:
+        order: dict[str, Any] = (await client.get(f"/api/orders/{r.json()['id']}")).json()
+        return None if order["status"] == "PENDING" else order
+
+    order = await until(final, f"order {r.json()['id']} to be final", timeout=60)
     assert order["status"] == "PAID", order
     return dict(order)
 

@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from perflab.dev.processes import ServiceProcesses
+from perflab.dev.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -33,11 +34,14 @@ async def place(client: httpx.AsyncClient, count: int, customer: str) -> list[st
 
 async def wait_final(pg: asyncpg.Connection, ids: list[str], timeout: float = 90) -> None:
     uuids = [uuid.UUID(i) for i in ids]
-    async with asyncio.timeout(timeout):
-        while await pg.fetchval(
+
+    async def none_pending() -> bool:
+        pending = await pg.fetchval(
             "SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'PENDING'", uuids
-        ):
-            await asyncio.sleep(0.2)
+        )
+        return bool(pending == 0)
+
+    await until(none_pending, f"{len(ids)} orders to be final", timeout=timeout)
 
 
 async def charges(pg: asyncpg.Connection, ids: list[str]) -> dict[str, int]:
@@ -93,11 +97,16 @@ async def test_a_worker_killed_mid_run_leaves_exactly_one_charge_per_order(
 ) -> None:
     ids = await place(client, 150, "crash")
     uuids = [uuid.UUID(i) for i in ids]
-    async with asyncio.timeout(30):  # let it get going, then pull the plug
-        while not await orders_pg.fetchval(
-            "SELECT count(*) FROM orders WHERE id = ANY($1) AND status <> 'PENDING'", uuids
-        ):
-            await asyncio.sleep(0.02)
+
+    async def one_final() -> bool:
+        return bool(
+            await orders_pg.fetchval(
+                "SELECT count(*) FROM orders WHERE id = ANY($1) AND status <> 'PENDING'", uuids
+            )
+        )
+
+    # Let it get going, then pull the plug.
+    await until(one_final, "the worker to finish its first order", every=0.02)
     assert stack.stop("worker", signal.SIGKILL) == -signal.SIGKILL
     pending = await orders_pg.fetchval(
         "SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'PENDING'", uuids

@@ -12,9 +12,10 @@ import pytest
 
 from loadtests.soak_verdict import memory_verdict, query_range
 from perflab.dev.processes import SERVICES, ServiceProcesses
+from perflab.dev.waiting import until
 
 from .chaos import OpenLoopLoad
-from .fault_switch import WAIT, fault_on
+from .fault_switch import fault_on
 
 pytestmark = pytest.mark.e2e
 SECONDS = 40  # of load per soak: the length of the run judged, not a wait for anything
@@ -37,13 +38,13 @@ async def soak(stack: ServiceProcesses, prometheus: str, customer: str) -> dict[
     load = OpenLoopLoad(f"http://127.0.0.1:{stack.config.ports.gateway}", 15, customer)
     stop = asyncio.Event()
     runner = asyncio.create_task(load.run(stop))
-    await asyncio.sleep(SECONDS)
-    stop.set()
-    await runner
+    try:
+        await asyncio.sleep(SECONDS)  # the load itself, not a wait for a condition
+    finally:
+        stop.set()
+        await runner
     end = time.time()
-    async with asyncio.timeout(WAIT):  # the last scrape, after the load
-        while not await scraped_since(prometheus, end):
-            await asyncio.sleep(0.2)
+    await until(lambda: scraped_since(prometheus, end), "a scrape of every service after the load")
     rss = query_range(prometheus, "process_resident_memory_bytes", start, time.time(), step=1)
     assert set(SERVICES) <= set(rss)
     return {s: memory_verdict(s, rss[s]).growth_mib for s in rss if s != "prometheus"}

@@ -13,7 +13,11 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import (
+    aio_client_interceptors,
+    aio_server_interceptor,
+    filters,
+)
 
 from perflab.common.metrics import RPC_CLIENT_DURATION, RPC_SERVER_DURATION, observe
 
@@ -157,7 +161,10 @@ async def serve(
     """
     server = grpc.aio.server(
         interceptors=[
-            aio_server_interceptor(),
+            # Health checks are not traced: probes every few seconds are noise in the traces,
+            # and the tracing interceptor breaks the Watch stream that shows NOT_SERVING while
+            # the server drains (opentelemetry-python-contrib issue 3066).
+            aio_server_interceptor(filter_=filters.negate(filters.health_check())),
             ServerMetricsInterceptor(outage_reason),
             *interceptors,
         ],
