@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments import stats
+from experiments.records import failures
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BAND = 0.05  # the noise band of a metric no A/A run has measured yet
@@ -407,10 +408,8 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
     ]
     for p in data["phases"]:
         if "failures" not in p and p.get("loadtest_dir"):
-            from experiments.runner import _failures
-
             folder = Path(p["loadtest_dir"])
-            p["failures"] = _failures(folder if folder.is_absolute() else REPO / folder)
+            p["failures"] = failures(folder if folder.is_absolute() else REPO / folder)
     invalid = [p for p in data["phases"] if p.get("loadgen_valid") is False]
     if invalid:
         lines += [
