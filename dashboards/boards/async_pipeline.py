@@ -20,11 +20,12 @@ from dashboards.promql import (
     with_zero,
 )
 
+consumed = 'messaging_client_consumed_messages_total{job="worker"}'
+dead = 'messages_dead_lettered_total{job="worker"}'
 
-def async_pipeline() -> Dashboard:
-    consumed = 'messaging_client_consumed_messages_total{job="worker"}'
-    dead = 'messages_dead_lettered_total{job="worker"}'
-    totals = Row(
+
+def totals() -> Row:
+    return Row(
         "In the selected time range",
         [
             stat(
@@ -61,7 +62,10 @@ def async_pipeline() -> Dashboard:
             ),
         ],
     )
-    flow = Row(
+
+
+def flow() -> Row:
+    return Row(
         "Flow through Kafka",
         [
             timeseries(
@@ -95,7 +99,10 @@ def async_pipeline() -> Dashboard:
             ),
         ],
     )
-    latency = Row(
+
+
+def latency() -> Row:
+    return Row(
         "Time",
         [
             timeseries(
@@ -172,7 +179,10 @@ def async_pipeline() -> Dashboard:
             ),
         ],
     )
-    failures = Row(
+
+
+def failures() -> Row:
+    return Row(
         "Failures and backlog",
         [
             timeseries(
@@ -235,12 +245,15 @@ def async_pipeline() -> Dashboard:
             ),
         ],
     )
+
+
+def async_pipeline() -> Dashboard:
     return Dashboard(
         uid="perflab-async",
         title="perflab / Async pipeline",
         description="From order to payment through the outbox, Kafka and the worker: rates, lag, "
         "time, retries, dead letters.",
-        rows=rows(totals, flow, latency, failures),
+        rows=rows(totals(), flow(), latency(), failures()),
         variables=[JAEGER_VARIABLE],
         annotations=RUN_ANNOTATIONS,
         links=LINKS,

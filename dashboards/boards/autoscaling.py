@@ -19,21 +19,22 @@ from dashboards.promql import (
     sum_rate,
 )
 
+hpa = f'horizontalpodautoscaler=~".*({SERVICES})"'
+cpu_utilisation = f'{hpa}, metric_name="cpu", metric_target_type="utilization"'
+desired = f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}}"
+ours = f'container=~"{SERVICES}"'
+pods = f'pod=~".*-({SERVICES})-[^-]+-[^-]+"'
+service_of_pod = f'"service", "$1", "pod", ".*-({SERVICES})-[^-]+-[^-]+"'
 
-def autoscaling() -> Dashboard:
-    hpa = f'horizontalpodautoscaler=~".*({SERVICES})"'
-    cpu_utilisation = f'{hpa}, metric_name="cpu", metric_target_type="utilization"'
-    desired = f"kube_horizontalpodautoscaler_status_desired_replicas{{{hpa}}}"
-    ours = f'container=~"{SERVICES}"'
 
-    def ready(condition: str) -> str:
-        """Pods of each service whose Ready condition matches `condition`."""
-        pod_status = f"kube_pod_status_ready{{{pods}, {condition}}}"
-        return f"sum by (service) (label_replace({pod_status}, {service_of_pod}))"
+def ready(condition: str) -> str:
+    """Pods of each service whose Ready condition matches `condition`."""
+    pod_status = f"kube_pod_status_ready{{{pods}, {condition}}}"
+    return f"sum by (service) (label_replace({pod_status}, {service_of_pod}))"
 
-    pods = f'pod=~".*-({SERVICES})-[^-]+-[^-]+"'
-    service_of_pod = f'"service", "$1", "pod", ".*-({SERVICES})-[^-]+-[^-]+"'
-    hpas = Row(
+
+def hpas() -> Row:
+    return Row(
         "HorizontalPodAutoscalers",
         [
             timeseries(
@@ -94,7 +95,10 @@ def autoscaling() -> Dashboard:
             ),
         ],
     )
-    containers = Row(
+
+
+def containers() -> Row:
+    return Row(
         "Containers",
         [
             timeseries(
@@ -124,7 +128,10 @@ def autoscaling() -> Dashboard:
             ),
         ],
     )
-    everywhere = Row(
+
+
+def everywhere() -> Row:
+    return Row(
         "From the services themselves (also locally)",
         [
             timeseries(
@@ -139,13 +146,16 @@ def autoscaling() -> Dashboard:
             ),
         ],
     )
+
+
+def autoscaling() -> Dashboard:
     return Dashboard(
         uid="perflab-autoscaling",
         title="perflab / Autoscaling",
         description="The HPAs at work during a load test: desired and current replicas, CPU "
         "against target, scale events, pod readiness. Needs kube-state-metrics and cAdvisor "
         "(the kind cluster); the last row works locally too.",
-        rows=rows(hpas, containers, everywhere),
+        rows=rows(hpas(), containers(), everywhere()),
         annotations=RUN_ANNOTATIONS,
         links=LINKS,
     )

@@ -18,10 +18,15 @@ from dashboards.promql import (
     with_zero,
 )
 
+lookups = 'cache_requests_total{job="gateway"}'
+pools = 'job=~"orders|payments"'
+databases = 'datname=~"orders|payments"'
+statement_seconds = sum_rate(f"pg_stat_statements_seconds_total{{{databases}}}", "datname, queryid")
+statement_calls = sum_rate(f"pg_stat_statements_calls_total{{{databases}}}", "datname, queryid")
 
-def data_stores() -> Dashboard:
-    lookups = 'cache_requests_total{job="gateway"}'
-    redis = Row(
+
+def redis() -> Row:
+    return Row(
         "Redis, as the gateway uses it",
         [
             timeseries(
@@ -78,8 +83,10 @@ def data_stores() -> Dashboard:
             ),
         ],
     )
-    pools = 'job=~"orders|payments"'
-    postgres = Row(
+
+
+def postgres() -> Row:
+    return Row(
         "PostgreSQL, as orders and payments use it",
         [
             timeseries(
@@ -154,7 +161,10 @@ def data_stores() -> Dashboard:
             ),
         ],
     )
-    redis_server = Row(
+
+
+def redis_server() -> Row:
+    return Row(
         "Redis server (redis_exporter, not deployed yet)",
         [
             timeseries(
@@ -191,12 +201,10 @@ def data_stores() -> Dashboard:
         ],
         collapsed=True,
     )
-    databases = 'datname=~"orders|payments"'
-    statement_seconds = sum_rate(
-        f"pg_stat_statements_seconds_total{{{databases}}}", "datname, queryid"
-    )
-    statement_calls = sum_rate(f"pg_stat_statements_calls_total{{{databases}}}", "datname, queryid")
-    pg_server = Row(
+
+
+def pg_server() -> Row:
+    return Row(
         "PostgreSQL server (postgres_exporter with pg_stat_statements, not deployed yet)",
         [
             timeseries(
@@ -242,13 +250,16 @@ def data_stores() -> Dashboard:
         ],
         collapsed=True,
     )
+
+
+def data_stores() -> Dashboard:
     return Dashboard(
         uid="perflab-datastores",
         title="perflab / Data stores",
         description="Redis and PostgreSQL as the services see them: cache hit ratio, operations, "
         "stampede protection, connection pools and database-bound latency. Server-side panels "
         "need redis_exporter / postgres_exporter (collapsed rows).",
-        rows=rows(redis, postgres, redis_server, pg_server),
+        rows=rows(redis(), postgres(), redis_server(), pg_server()),
         variables=[JAEGER_VARIABLE],
         annotations=RUN_ANNOTATIONS,
         links=LINKS,

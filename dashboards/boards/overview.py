@@ -21,8 +21,8 @@ from dashboards.promql import (
 )
 
 
-def overview() -> Dashboard:
-    load = Row(
+def load() -> Row:
+    return Row(
         "Load (from the load generator)",
         [
             timeseries(
@@ -71,7 +71,10 @@ def overview() -> Dashboard:
             ),
         ],
     )
-    red = Row(
+
+
+def red() -> Row:
+    return Row(
         "Services: rate, errors, latency",
         [
             timeseries(
@@ -109,7 +112,10 @@ def overview() -> Dashboard:
             ),
         ],
     )
-    capacity = Row(
+
+
+def capacity() -> Row:
+    return Row(
         "Capacity",
         [
             timeseries(
@@ -138,7 +144,10 @@ def overview() -> Dashboard:
             ),
         ],
     )
-    resilience = Row(
+
+
+def resilience() -> Row:
+    return Row(
         "Resilience",
         [
             timeseries(
@@ -182,7 +191,10 @@ def overview() -> Dashboard:
             ),
         ],
     )
-    pipeline = Row(
+
+
+def pipeline() -> Row:
+    return Row(
         "Order pipeline",
         [
             timeseries(
@@ -221,12 +233,15 @@ def overview() -> Dashboard:
             ),
         ],
     )
+
+
+def overview() -> Dashboard:
     return Dashboard(
         uid="perflab-overview",
         title="perflab / Lab overview",
         description="The load beside what each service does with it: rate, errors, latency, "
         "replicas, and the order pipeline. Load tests are annotated.",
-        rows=rows(load, red, capacity, resilience, pipeline),
+        rows=rows(load(), red(), capacity(), resilience(), pipeline()),
         variables=[JAEGER_VARIABLE],
         annotations=RUN_ANNOTATIONS,
         links=LINKS,

@@ -25,16 +25,18 @@ from dashboards.promql import (
     sum_rate,
 )
 
+job = 'job="$service"'
+http_requests = f"http_requests_total{{{job}}}"
+rpc_calls = f"rpc_server_duration_seconds_count{{{job}, {NOT_HEALTH}}}"
+messages = f"messaging_process_duration_seconds_count{{{job}}}"
+http_5xx = f'http_requests_total{{{job}, status=~"5.."}}'
+rpc_faults = f"rpc_server_duration_seconds_count{{{job}, {NOT_HEALTH}, {GRPC_FAULTS}}}"
+dead_lettered = f'messaging_process_duration_seconds_count{{{job}, outcome="dead_lettered"}}'
+container = 'container="$service"'
 
-def service_detail() -> Dashboard:
-    job = 'job="$service"'
-    http_requests = f"http_requests_total{{{job}}}"
-    rpc_calls = f"rpc_server_duration_seconds_count{{{job}, {NOT_HEALTH}}}"
-    messages = f"messaging_process_duration_seconds_count{{{job}}}"
-    http_5xx = f'http_requests_total{{{job}, status=~"5.."}}'
-    rpc_faults = f"rpc_server_duration_seconds_count{{{job}, {NOT_HEALTH}, {GRPC_FAULTS}}}"
-    dead_lettered = f'messaging_process_duration_seconds_count{{{job}, outcome="dead_lettered"}}'
-    red = Row(
+
+def red() -> Row:
+    return Row(
         "Rate, errors, duration of $service",
         [
             timeseries(
@@ -129,7 +131,10 @@ def service_detail() -> Dashboard:
             ),
         ],
     )
-    saturation = Row(
+
+
+def saturation() -> Row:
+    return Row(
         "What $service waits on, and its resources",
         [
             timeseries(
@@ -188,8 +193,10 @@ def service_detail() -> Dashboard:
             ),
         ],
     )
-    container = 'container="$service"'
-    kubernetes = Row(
+
+
+def kubernetes() -> Row:
+    return Row(
         "Pods of $service (cluster only)",
         [
             timeseries(
@@ -241,12 +248,15 @@ def service_detail() -> Dashboard:
         ],
         collapsed=True,
     )
+
+
+def service_detail() -> Dashboard:
     return Dashboard(
         uid="perflab-service",
         title="perflab / Service detail",
         description="One service in depth: RED per operation, a latency heatmap with exemplars "
         "that open the trace in Jaeger, what it waits on, concurrency, CPU and memory.",
-        rows=rows(red, saturation, kubernetes),
+        rows=rows(red(), saturation(), kubernetes()),
         variables=[SERVICE_VARIABLE, JAEGER_VARIABLE],
         annotations=RUN_ANNOTATIONS,
         links=LINKS,
