@@ -39,10 +39,10 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests import exporter, report
+from loadtests.controller import Controller, Options
 from loadtests.executors import ArrivalScheduler, StagesShape, class_vus
 from loadtests.figures import record_requests
 from loadtests.generator import GeneratorMonitor
-from loadtests.runner import Controller, Options
 from loadtests.scenario import find, load
 from loadtests.users import make_user_class, new_context, new_run_id
 
