@@ -23,19 +23,8 @@ from experiments.framework import Arm, Experiment, directory
 from experiments.loadgen import run_load
 from experiments.local import LocalContext, isolated_stack
 from experiments.phase_metrics import PhaseMetrics
-from experiments.records import derive, git_metadata, machine_metadata, phase_record, write_raw
-from experiments.rounds import alternation
-
-
-def merged_env(experiment: Experiment, arm: Arm) -> dict[str, dict[str, str]]:
-    services = set(experiment.base_env) | set(arm.env)
-    return {s: {**experiment.base_env.get(s, {}), **arm.env.get(s, {})} for s in sorted(services)}
-
-
-def merged_faults(experiment: Experiment, arm: Arm) -> dict[str, float]:
-    names = set(experiment.base_faults) | {f for a in experiment.arms for f in a.faults}
-    values = {n: 0.0 for n in names}
-    return values | experiment.base_faults | arm.faults
+from experiments.records import derive, phase_record, run_meta, write_raw
+from experiments.rounds import Phase, alternation
 
 
 @contextlib.contextmanager
@@ -47,7 +36,7 @@ def target_context(
         with cluster_context(experiment, quick, out) as cluster:
             yield cluster
         return
-    env = merged_env(experiment, experiment.arms[0])
+    env = experiment.env_for(experiment.arms[0])
     with isolated_stack(experiment, out / "logs", env) as stack:
         yield LocalContext(experiment, quick, out, stack)
 
@@ -88,6 +77,74 @@ def aa_version(experiment: Experiment) -> Experiment:
     return replace(experiment, arms=[base, again], analysis=None)
 
 
+def measure_phase(
+    ctx: LocalContext | ClusterContext,
+    experiment: Experiment,
+    arm: Arm,
+    phase: Phase,
+    quick: bool,
+    out: Path,
+    phases: int,
+    elapsed: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One phase: its unmeasured warm-up, then the load with the metrics sampled around and
+    during it; its record and its per-second history rows. ``phases`` (how many the run has)
+    and ``elapsed`` (seconds since the run began) are for its first line."""
+    name = experiment.name
+    profile = experiment.load_for(arm, quick)
+    tag = f"{phase.index + 1:02d}-{arm.key}{phase.rep}"
+    print(
+        f"-- [{phase.index + 1}/{phases}] {arm.key} ({arm.label}) rep "
+        f"{phase.rep}: {profile.warmup_s:.0f}s warm-up + {profile.duration_s:.0f}s "
+        f"(elapsed {elapsed:.0f}s)",
+        flush=True,
+    )
+    phase_env = {"EXPERIMENT_PHASE": tag}
+    if profile.warmup_s > 0:
+        run_load(
+            profile,
+            ctx.gateway_url,
+            out / "phases" / f"{tag}-warmup",
+            f"{name}-{tag}-warmup",
+            profile.warmup_s,
+            phase_env,
+            echo=False,
+        )
+    before = ctx.scraper.snapshot()
+    pg_before = ctx.pg_stats()
+    busy0, all0 = _host_cpu()
+    started = time.time()
+    with ctx.scraper as scraper:
+        result = run_load(
+            profile,
+            ctx.gateway_url,
+            out / "phases" / tag,
+            f"{name}-{tag}",
+            profile.duration_s,
+            phase_env,
+        )
+    ended = time.time()
+    busy1, all1 = _host_cpu()
+    pm = PhaseMetrics(before, ctx.scraper.snapshot(), list(scraper.series))
+    pm.pg_before, pm.pg_after = pg_before, ctx.pg_stats()
+    host = 100 * (busy1 - busy0) / (all1 - all0) if all1 > all0 else math.nan
+    record = phase_record(experiment, arm, phase.rep, phase.index, result, pm, host, started, ended)
+    if experiment.drain_s > 0:
+        record.setdefault("resources", {}).update(drain(ctx, experiment.drain_s))
+    print(
+        "   => "
+        + ", ".join(
+            f"{k} {writeup.fmt(record.get(k))}"
+            for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
+        )
+        + "".join(f", {k} {writeup.fmt(v)}" for k, v in record.get("resources", {}).items()),
+        flush=True,
+    )
+    return record, [
+        {"phase": tag, "arm": arm.key, "rep": phase.rep, **row} for row in result.history
+    ]
+
+
 def run(
     name: str, target: str, quick: bool, out_root: Path | None = None, aa: bool = False
 ) -> Path | None:
@@ -106,34 +163,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     reps = experiment.quick_reps if quick else experiment.reps
     schedule = alternation([a.key for a in experiment.arms], reps)
-    meta: dict[str, Any] = {
-        "experiment": name,
-        "title": experiment.title,
-        "question": experiment.question,
-        "hypothesis": experiment.hypothesis,
-        "change": experiment.change,
-        "smoke_run": quick,
-        "aa": aa,
-        "target": target,
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git": git_metadata(),
-        "machine": machine_metadata(),
-        "arms": [
-            {
-                "key": a.key,
-                "label": a.label,
-                "env": merged_env(experiment, a),
-                "faults": merged_faults(experiment, a),
-                "x": a.x,
-                "warmup_s": experiment.load_for(a, quick).warmup_s,
-                "load": experiment.load_for(a, quick).scenario(
-                    "phase", experiment.load_for(a, quick).duration_s
-                ),
-            }
-            for a in experiment.arms
-        ],
-        "schedule": [p.arm + ("" if len(p.arm) == 1 else "#") + str(p.rep) for p in schedule],
-    }
+    meta = run_meta(experiment, target, quick, aa, schedule)
     print(f"== {name}: {experiment.title}" + ("  [SMOKE RUN]" if quick else ""), flush=True)
     print(f"   schedule {' '.join(meta['schedule'])}; results in {out}", flush=True)
     records: list[dict[str, Any]] = []
@@ -149,8 +179,8 @@ def run(
                 for phase in schedule:
                     arm = experiment.arm(phase.arm)
                     if arm.key != current:
-                        restarted = ctx.apply_env(merged_env(experiment, arm))
-                        for fault, value in merged_faults(experiment, arm).items():
+                        restarted = ctx.apply_env(experiment.env_for(arm))
+                        for fault, value in experiment.faults_for(arm).items():
                             ctx.set_fault(fault, value)
                         if arm.enter is not None:
                             arm.enter(ctx)
@@ -161,63 +191,18 @@ def run(
                             )
                     if arm.before_phase is not None:
                         arm.before_phase(ctx)
-                    profile = experiment.load_for(arm, quick)
-                    tag = f"{phase.index + 1:02d}-{arm.key}{phase.rep}"
-                    print(
-                        f"-- [{phase.index + 1}/{len(schedule)}] {arm.key} ({arm.label}) rep "
-                        f"{phase.rep}: {profile.warmup_s:.0f}s warm-up + {profile.duration_s:.0f}s "
-                        f"(elapsed {time.monotonic() - began:.0f}s)",
-                        flush=True,
+                    record, rows = measure_phase(
+                        ctx,
+                        experiment,
+                        arm,
+                        phase,
+                        quick,
+                        out,
+                        len(schedule),
+                        time.monotonic() - began,
                     )
-                    phase_env = {"EXPERIMENT_PHASE": tag}
-                    if profile.warmup_s > 0:
-                        run_load(
-                            profile,
-                            ctx.gateway_url,
-                            out / "phases" / f"{tag}-warmup",
-                            f"{name}-{tag}-warmup",
-                            profile.warmup_s,
-                            phase_env,
-                            echo=False,
-                        )
-                    before = ctx.scraper.snapshot()
-                    pg_before = ctx.pg_stats()
-                    busy0, all0 = _host_cpu()
-                    started = time.time()
-                    with ctx.scraper as scraper:
-                        result = run_load(
-                            profile,
-                            ctx.gateway_url,
-                            out / "phases" / tag,
-                            f"{name}-{tag}",
-                            profile.duration_s,
-                            phase_env,
-                        )
-                    ended = time.time()
-                    busy1, all1 = _host_cpu()
-                    pm = PhaseMetrics(before, ctx.scraper.snapshot(), list(scraper.series))
-                    pm.pg_before, pm.pg_after = pg_before, ctx.pg_stats()
-                    host = 100 * (busy1 - busy0) / (all1 - all0) if all1 > all0 else math.nan
-                    record = phase_record(
-                        experiment, arm, phase.rep, phase.index, result, pm, host, started, ended
-                    )
-                    if experiment.drain_s > 0:
-                        record.setdefault("resources", {}).update(drain(ctx, experiment.drain_s))
                     records.append(record)
-                    for row in result.history:
-                        history.append({"phase": tag, "arm": arm.key, "rep": phase.rep, **row})
-                    print(
-                        "   => "
-                        + ", ".join(
-                            f"{k} {writeup.fmt(record.get(k))}"
-                            for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
-                        )
-                        + "".join(
-                            f", {k} {writeup.fmt(v)}"
-                            for k, v in record.get("resources", {}).items()
-                        ),
-                        flush=True,
-                    )
+                    history += rows
             finally:
                 if experiment.teardown is not None:
                     experiment.teardown(ctx)

@@ -160,6 +160,17 @@ class Experiment:
     def arm(self, key: str) -> Arm:
         return next(a for a in self.arms if a.key == key)
 
+    def env_for(self, arm: Arm) -> dict[str, dict[str, str]]:
+        """The services' environment in `arm`: the experiment's base, then the arm's own."""
+        services = set(self.base_env) | set(arm.env)
+        return {s: {**self.base_env.get(s, {}), **arm.env.get(s, {})} for s in sorted(services)}
+
+    def faults_for(self, arm: Arm) -> dict[str, float]:
+        """Every fault any arm sets, at 0 unless the base or `arm` sets it."""
+        names = set(self.base_faults) | {f for a in self.arms for f in a.faults}
+        values = {n: 0.0 for n in names}
+        return values | self.base_faults | arm.faults
+
     def load_for(self, arm: Arm, quick: bool) -> LoadProfile:
         base = (self.quick_load or self.load) if quick else self.load
         if arm.load is None:

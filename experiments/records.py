@@ -9,6 +9,7 @@ import json
 import math
 import platform
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import psutil
 from experiments.framework import Arm, Experiment
 from experiments.loadgen import REPO, LoadResult
 from experiments.phase_metrics import PhaseMetrics
+from experiments.rounds import Phase
 
 # Figures every phase records (besides the experiment's own resources).
 METRICS = {
@@ -62,6 +64,41 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+def run_meta(
+    experiment: Experiment, target: str, quick: bool, aa: bool, schedule: list[Phase]
+) -> dict[str, Any]:
+    """meta.json as a run starts: the question, the arms with their full configuration and
+    load, the schedule, the machine and the git revision."""
+    return {
+        "experiment": experiment.name,
+        "title": experiment.title,
+        "question": experiment.question,
+        "hypothesis": experiment.hypothesis,
+        "change": experiment.change,
+        "smoke_run": quick,
+        "aa": aa,
+        "target": target,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": git_metadata(),
+        "machine": machine_metadata(),
+        "arms": [
+            {
+                "key": a.key,
+                "label": a.label,
+                "env": experiment.env_for(a),
+                "faults": experiment.faults_for(a),
+                "x": a.x,
+                "warmup_s": experiment.load_for(a, quick).warmup_s,
+                "load": experiment.load_for(a, quick).scenario(
+                    "phase", experiment.load_for(a, quick).duration_s
+                ),
+            }
+            for a in experiment.arms
+        ],
+        "schedule": [p.arm + ("" if len(p.arm) == 1 else "#") + str(p.rep) for p in schedule],
+    }
 
 
 def phase_record(
