@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import writeup
+from experiments import noise, writeup
 from experiments.comparison import summarize
 from experiments.framework import Arm, Experiment, LoadProfile
 from experiments.records import write_raw
@@ -118,7 +118,7 @@ def write_folder(
 def noise_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """noise.json of the synthetic experiment, kept out of the repository."""
     path = tmp_path / "noise.json"
-    monkeypatch.setattr(writeup, "noise_path", lambda experiment: path)
+    monkeypatch.setattr(noise, "noise_path", lambda experiment: path)
     return path
 
 
