@@ -3,7 +3,7 @@ worker: rates, lag, time, retries, dead letters."""
 
 from __future__ import annotations
 
-from dashboards.boards.shared import JAEGER_VARIABLE, LINKS, RUN_ANNOTATIONS, rows
+from dashboards.boards.shared import JAEGER_VARIABLE, lab_dashboard
 from dashboards.grafana import (
     Dashboard,
     Row,
@@ -248,13 +248,11 @@ def failures() -> Row:
 
 
 def async_pipeline() -> Dashboard:
-    return Dashboard(
+    return lab_dashboard(
         uid="perflab-async",
         title="perflab / Async pipeline",
         description="From order to payment through the outbox, Kafka and the worker: rates, lag, "
         "time, retries, dead letters.",
-        rows=rows(totals(), flow(), latency(), failures()),
+        sections=[totals(), flow(), latency(), failures()],
         variables=[JAEGER_VARIABLE],
-        annotations=RUN_ANNOTATIONS,
-        links=LINKS,
     )

@@ -3,7 +3,7 @@ replicas, CPU against target, scale events, pod readiness (cluster only)."""
 
 from __future__ import annotations
 
-from dashboards.boards.shared import LINKS, RUN_ANNOTATIONS, rows
+from dashboards.boards.shared import lab_dashboard
 from dashboards.grafana import (
     Dashboard,
     Row,
@@ -149,13 +149,11 @@ def everywhere() -> Row:
 
 
 def autoscaling() -> Dashboard:
-    return Dashboard(
+    return lab_dashboard(
         uid="perflab-autoscaling",
         title="perflab / Autoscaling",
         description="The HPAs at work during a load test: desired and current replicas, CPU "
         "against target, scale events, pod readiness. Needs kube-state-metrics and cAdvisor "
         "(the kind cluster); the last row works locally too.",
-        rows=rows(hpas(), containers(), everywhere()),
-        annotations=RUN_ANNOTATIONS,
-        links=LINKS,
+        sections=[hpas(), containers(), everywhere()],
     )

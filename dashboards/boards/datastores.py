@@ -3,7 +3,7 @@ database-bound latency) and, on the cluster, their exporters."""
 
 from __future__ import annotations
 
-from dashboards.boards.shared import JAEGER_VARIABLE, LINKS, RUN_ANNOTATIONS, rows
+from dashboards.boards.shared import JAEGER_VARIABLE, lab_dashboard
 from dashboards.grafana import (
     Dashboard,
     Row,
@@ -253,14 +253,12 @@ def pg_server() -> Row:
 
 
 def data_stores() -> Dashboard:
-    return Dashboard(
+    return lab_dashboard(
         uid="perflab-datastores",
         title="perflab / Data stores",
         description="Redis and PostgreSQL as the services see them: cache hit ratio, operations, "
         "stampede protection, connection pools and database-bound latency. Server-side panels "
         "need redis_exporter / postgres_exporter (collapsed rows).",
-        rows=rows(redis(), postgres(), redis_server(), pg_server()),
+        sections=[redis(), postgres(), redis_server(), pg_server()],
         variables=[JAEGER_VARIABLE],
-        annotations=RUN_ANNOTATIONS,
-        links=LINKS,
     )

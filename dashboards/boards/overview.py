@@ -3,7 +3,7 @@ latency, replicas) and the order pipeline."""
 
 from __future__ import annotations
 
-from dashboards.boards.shared import JAEGER_VARIABLE, LINKS, RUN_ANNOTATIONS, rows
+from dashboards.boards.shared import JAEGER_VARIABLE, lab_dashboard
 from dashboards.grafana import (
     Dashboard,
     Row,
@@ -236,13 +236,11 @@ def pipeline() -> Row:
 
 
 def overview() -> Dashboard:
-    return Dashboard(
+    return lab_dashboard(
         uid="perflab-overview",
         title="perflab / Lab overview",
         description="The load beside what each service does with it: rate, errors, latency, "
         "replicas, and the order pipeline. Load tests are annotated.",
-        rows=rows(load(), red(), capacity(), resilience(), pipeline()),
+        sections=[load(), red(), capacity(), resilience(), pipeline()],
         variables=[JAEGER_VARIABLE],
-        annotations=RUN_ANNOTATIONS,
-        links=LINKS,
     )

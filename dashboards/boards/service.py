@@ -4,7 +4,7 @@ memory."""
 
 from __future__ import annotations
 
-from dashboards.boards.shared import JAEGER_VARIABLE, LINKS, RUN_ANNOTATIONS, SERVICE_VARIABLE, rows
+from dashboards.boards.shared import JAEGER_VARIABLE, SERVICE_VARIABLE, lab_dashboard
 from dashboards.grafana import (
     Dashboard,
     Row,
@@ -251,13 +251,11 @@ def kubernetes() -> Row:
 
 
 def service_detail() -> Dashboard:
-    return Dashboard(
+    return lab_dashboard(
         uid="perflab-service",
         title="perflab / Service detail",
         description="One service in depth: RED per operation, a latency heatmap with exemplars "
         "that open the trace in Jaeger, what it waits on, concurrency, CPU and memory.",
-        rows=rows(red(), saturation(), kubernetes()),
+        sections=[red(), saturation(), kubernetes()],
         variables=[SERVICE_VARIABLE, JAEGER_VARIABLE],
-        annotations=RUN_ANNOTATIONS,
-        links=LINKS,
     )

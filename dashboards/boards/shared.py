@@ -1,19 +1,20 @@
-"""What every dashboard of the lab shares: the load-test and fault annotations, the Jaeger and
-service variables, the links between dashboards, and the prefix that says where a cluster-only
-or load-generator panel's data comes from."""
+"""What every dashboard of the lab shares (lab_dashboard): the load-test and fault annotations,
+the Jaeger and service variables, the links between dashboards, and the prefix that says where
+a cluster-only or load-generator panel's data comes from."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dashboards.grafana import (
+    Dashboard,
     Json,
     Row,
     annotation,
     query_variable,
     textbox_variable,
 )
-from dashboards.promql import (
-    JOBS,
-)
+from dashboards.promql import JOBS
 from dashboards.queries import source_of
 
 RUN_ANNOTATIONS = [
@@ -77,3 +78,25 @@ def rows(*items: Row) -> list[Row]:
     return [
         Row(r.title, [describe(p) for p in r.panels], r.collapsed, r.description) for r in items
     ]
+
+
+def lab_dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    sections: Sequence[Row],
+    variables: Sequence[Json] = (),
+    time_from: str = "now-30m",
+) -> Dashboard:
+    """A dashboard of the lab: its rows' panels say where their data comes from, load tests and
+    faults are annotated, and it links to the other dashboards."""
+    return Dashboard(
+        uid=uid,
+        title=title,
+        description=description,
+        rows=rows(*sections),
+        variables=list(variables),
+        annotations=RUN_ANNOTATIONS,
+        links=LINKS,
+        time_from=time_from,
+    )

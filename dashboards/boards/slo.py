@@ -3,7 +3,7 @@ burn rates (the rules are slo_rules.py's)."""
 
 from __future__ import annotations
 
-from dashboards.boards.shared import LINKS, RUN_ANNOTATIONS, rows
+from dashboards.boards.shared import lab_dashboard
 from dashboards.grafana import (
     Dashboard,
     Row,
@@ -69,13 +69,11 @@ def slos() -> Dashboard:
                 ],
             )
         )
-    return Dashboard(
+    return lab_dashboard(
         uid="perflab-slo",
         title="perflab / SLOs",
         description="Availability and latency SLOs of the gateway and the order pipeline: "
         "attainment, error budget and multi-window burn rates (rules in rules/slo.yml).",
-        rows=rows(*sections),
-        annotations=RUN_ANNOTATIONS,
-        links=LINKS,
+        sections=sections,
         time_from="now-6h",
     )
