@@ -74,10 +74,11 @@ chaos: venv ## The full chaos suite on an isolated copy of the stack (30 s outag
 ##@ Quality
 
 .PHONY: lint
-lint: venv ## ruff lint + format check, mypy on the services' code.
+lint: venv ## ruff lint + format check, mypy on the services' and the experiments' code.
 	ruff check .
 	ruff format --check .
 	mypy
+	for definition in experiments/*/experiment.py; do mypy --no-error-summary "$$definition"; done
 
 .PHONY: proto-check
 proto-check: venv ## Fail when the generated protobuf code is stale.

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from experiments import framework, report, runner
+from experiments import conduct, framework, writeup
 
 
 def latest_result(name: str) -> Path | None:
@@ -65,26 +65,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:18} [{', '.join(e.targets)}] {e.question}")
         return 0
     if args.command == "run":
-        runner.run(args.name, args.target, args.quick, aa=args.aa)
+        conduct.run(args.name, args.target, args.quick, aa=args.aa)
         return 0
     if args.command == "all":
         failed = []
         for name in framework.names():
             try:
-                runner.run(name, args.target, args.quick)
+                conduct.run(name, args.target, args.quick)
             except Exception as exc:  # one broken experiment must not hide the others
                 print(f"FAILED {name}: {exc}", file=sys.stderr)
                 failed.append(name)
         return 1 if failed else 0
     if args.command == "report":
-        print(runner.recompute(args.folder))
+        print(conduct.recompute(args.folder))
         return 0
     folder = args.folder or latest_result(args.name)
     if folder is None:
         print(f"no results for {args.name}: run it first", file=sys.stderr)
         return 1
     readme = framework.directory(args.name) / "README.md"
-    report.refresh_readme(readme, folder.resolve())
+    writeup.refresh_readme(readme, folder.resolve())
     print(f"{readme}: reference run from {folder}")
     return 0
 

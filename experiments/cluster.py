@@ -32,8 +32,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from experiments.context import SERIES, Samples, Snapshot, pg_counters
 from experiments.framework import Experiment
+from experiments.phase_metrics import Samples, Snapshot
+from experiments.postgres import pg_counters
+from experiments.scraper import SERIES
 from perflab.dev.processes import SERVICES  # in start order
 
 RELEASE = "perflab"
@@ -207,7 +209,7 @@ class PromScraper:
 
 
 class ClusterContext:
-    """What the runner's hooks get on kind: the same methods as the local RunContext."""
+    """What the runner's hooks get on kind: the same methods as the local target's LocalContext."""
 
     def __init__(self, experiment: Experiment, quick: bool, out_dir: Path, kube: Kube):
         self.experiment = experiment

@@ -8,17 +8,46 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perflab.dev.processes import SERVICES
 
 if TYPE_CHECKING:
-    pass
+    from experiments.phase_metrics import PhaseMetrics
 
 HERE = Path(__file__).resolve().parent
-# A hook gets the target's context: RunContext (local) or experiments.cluster.ClusterContext
-# (kind); both offer sql(), set_fault(), flush_cache(), data and quick.
-Hook = Callable[[Any], None]
+
+
+class Target(Protocol):
+    """What a hook gets: the target's context, experiments.local.LocalContext (local) or
+    experiments.cluster.ClusterContext (kind). A hook that needs more than this (the cluster's
+    HPAs) runs on that target alone and checks which one it got."""
+
+    experiment: Experiment
+    quick: bool
+    out_dir: Path
+    data: dict[str, Any]  # what the report shows (plans, seed timing): meta.json's `context`
+
+    @property
+    def gateway_url(self) -> str: ...
+
+    def sql(self, statement: str, *args: Any, database: str = "orders") -> list[dict[str, Any]]:
+        """Runs one statement on the orders (or payments) database."""
+        ...
+
+    def set_fault(self, name: str, value: float) -> None: ...
+
+    def flush_cache(self) -> int:
+        """Empties the gateway's cache; returns how many keys were removed."""
+        ...
+
+
+# Runs at a point of the experiment (setup, teardown, an arm's start, before a phase).
+Hook = Callable[[Target], None]
+# The experiment's own figures from one phase's metrics.
+Resources = Callable[["PhaseMetrics"], dict[str, float]]
+# {"records": the phases, "meta": meta.json} -> (a Markdown section, its figures).
+Analysis = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -107,7 +136,7 @@ class Experiment:
     services: tuple[str, ...] = SERVICES
     setup: Hook | None = None  # after the stack is up, before the first phase
     teardown: Hook | None = None  # always, before the stack goes away
-    resources: Callable[[Any], dict[str, float]] | None = None  # PhaseMetrics -> figures
+    resources: Resources | None = None
     # Seconds to wait after each phase until no order is PENDING, so a backlog left by one
     # arm does not run into the next; the time it took is recorded as `drain_s`.
     drain_s: float = 0.0
@@ -115,7 +144,7 @@ class Experiment:
     # end), so autoscaling cannot differ between the arms. Off for the autoscaling experiment.
     pin_replicas: bool = True
     headline: tuple[str, ...] = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
-    analysis: Callable[[dict[str, Any]], tuple[str, dict[str, Any]]] | None = None
+    analysis: Analysis | None = None
     limits: tuple[str, ...] = ()
     skip_reason: Callable[[str], str | None] | None = None  # target -> why it cannot run
     notes: str = ""
@@ -130,6 +159,17 @@ class Experiment:
 
     def arm(self, key: str) -> Arm:
         return next(a for a in self.arms if a.key == key)
+
+    def env_for(self, arm: Arm) -> dict[str, dict[str, str]]:
+        """The services' environment in `arm`: the experiment's base, then the arm's own."""
+        services = set(self.base_env) | set(arm.env)
+        return {s: {**self.base_env.get(s, {}), **arm.env.get(s, {})} for s in sorted(services)}
+
+    def faults_for(self, arm: Arm) -> dict[str, float]:
+        """Every fault any arm sets, at 0 unless the base or `arm` sets it."""
+        names = set(self.base_faults) | {f for a in self.arms for f in a.faults}
+        values = {n: 0.0 for n in names}
+        return values | self.base_faults | arm.faults
 
     def load_for(self, arm: Arm, quick: bool) -> LoadProfile:
         base = (self.quick_load or self.load) if quick else self.load

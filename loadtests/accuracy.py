@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     levels = [float(x) / 100 for x in args.levels.split(",")]
 
-    from experiments.context import isolated_stack
     from experiments.framework import Arm, Experiment, LoadProfile
+    from experiments.local import isolated_stack
 
     binary = vegeta_binary()
     stack_def = Experiment(

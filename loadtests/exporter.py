@@ -57,7 +57,7 @@ BUCKETS = [
 
 class LoadgenCollector(Collector):
     def __init__(self, run: Any) -> None:
-        """``run``: the runner's Controller (duck-typed: scenario, target, env, state, ...)."""
+        """``run``: the run's Controller (duck-typed: scenario, target, env, state, ...)."""
         self.run = run
 
     def collect(self) -> Iterator[Any]:

@@ -39,8 +39,12 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests import exporter, report
-from loadtests import runner as lt
+from loadtests.controller import Controller, Options
+from loadtests.executors import ArrivalScheduler, StagesShape, class_vus
+from loadtests.figures import record_requests
+from loadtests.generator import GeneratorMonitor
 from loadtests.scenario import find, load
+from loadtests.users import make_user_class, new_context, new_run_id
 
 SCENARIO = load(
     find(os.environ.get("SCENARIO") or "smoke"), variant=os.environ.get("VARIANT") or None
@@ -52,8 +56,8 @@ if SCENARIO.only is None and not SCENARIO.open_loop:
         " command line (web UI, master and workers) runs one scenario that starts at once, or"
         " several arrival-rate ones; run this one with python -m loadtests run"
     )
-CTX = lt.new_context(SCENARIO, lt.new_run_id())
-USER_CLASSES = [lt.make_user_class(CTX, None, wr) for wr in CTX.workloads.values()]
+CTX = new_context(SCENARIO, new_run_id())
+USER_CLASSES = [make_user_class(CTX, None, wr) for wr in CTX.workloads.values()]
 PRE_ALLOCATED = sum(w.pre_allocated_vus for w in SCENARIO.workloads)
 globals().update({cls.__name__: cls for cls in USER_CLASSES})  # where Locust finds them
 if SCENARIO.only is None:  # each scenario's pre-allocated VUs, whatever the weights
@@ -88,7 +92,7 @@ if SCENARIO.open_loop:
 else:
     WORKLOAD = CTX.only.workload
 
-    class ScenarioShape(lt.StagesShape):  # type: ignore[no-redef]
+    class ScenarioShape(StagesShape):  # type: ignore[no-redef]
         """Closed loop: the VU curve of the stages."""
 
         abstract = False
@@ -104,11 +108,11 @@ def schedules_finished() -> bool:
 class Session:
     """The master's (or a standalone process's) side of the run."""
 
-    controller: lt.Controller | None = None
+    controller: Controller | None = None
     watcher: gevent.Greenlet | None = None
     server: Any = None
     worker_exports: dict[str, dict[str, Any]] = {}
-    monitor: lt.GeneratorMonitor | None = None  # a worker's own
+    monitor: GeneratorMonitor | None = None  # a worker's own
     runner: Any = None
 
 
@@ -124,13 +128,11 @@ def start_scheduler(
         assert wr.user_class is not None
         # with several scenarios, each counts its own VUs against its maxVUs
         vus = (
-            None
-            if SCENARIO.only
-            else functools.partial(lt.class_vus, runner, wr.user_class.__name__)
+            None if SCENARIO.only else functools.partial(class_vus, runner, wr.user_class.__name__)
         )
-        wr.scheduler = lt.ArrivalScheduler(runner, wr.user_class, wr, index, count, vus=vus)
+        wr.scheduler = ArrivalScheduler(runner, wr.user_class, wr, index, count, vus=vus)
     if isinstance(runner, WorkerRunner):
-        Session.monitor = lt.GeneratorMonitor(lambda: not schedules_finished())
+        Session.monitor = GeneratorMonitor(lambda: not schedules_finished())
         gevent.spawn(Session.monitor.run)
     began = time.perf_counter()
     if start_at is not None:
@@ -156,7 +158,7 @@ def on_init(environment: Environment, **_: Any) -> None:
             start_scheduler(environment, int(data["index"]), int(data["workers"]), data["start_at"])
 
         runner.register_message(START_MESSAGE, on_start)
-        lt.record_requests(environment, CTX)
+        record_requests(environment, CTX)
 
         def report(client_id: str, data: dict[str, Any]) -> None:
             monitor = Session.monitor
@@ -173,12 +175,12 @@ def on_init(environment: Environment, **_: Any) -> None:
         return
 
     results = os.environ.get("LOADTEST_RESULTS")
-    options = lt.Options(
+    options = Options(
         target=environment.host or "",
         out_dir=Path(results) if results else None,
         progress_every=float(os.environ.get("LOADTEST_PROGRESS_EVERY", "10")),
     )
-    Session.controller = lt.Controller(CTX, options, env=environment)
+    Session.controller = Controller(CTX, options, env=environment)
     metrics = os.environ.get("LOADTEST_METRICS", "0.0.0.0:19105")
     if metrics not in ("", "off", "0"):
         Session.server = exporter.serve(Session.controller, metrics)
@@ -202,7 +204,7 @@ def on_init(environment: Environment, **_: Any) -> None:
         events.worker_report.add_listener(on_worker_report)
 
 
-def watch(environment: Environment, controller: lt.Controller) -> None:
+def watch(environment: Environment, controller: Controller) -> None:
     while controller.running:
         gevent.sleep(1.0)
         controller.tick()
@@ -220,7 +222,7 @@ def on_test_start(environment: Environment, **_: Any) -> None:
     Session.worker_exports.clear()
     controller.begin()
     if not isinstance(runner, MasterRunner):  # standalone: this process generates the load
-        controller.monitor = lt.GeneratorMonitor(lambda: controller.schedule_end is None)
+        controller.monitor = GeneratorMonitor(lambda: controller.schedule_end is None)
         gevent.spawn(controller.monitor.run)
     Session.watcher = gevent.spawn(watch, environment, controller)
     if SCENARIO.open_loop:

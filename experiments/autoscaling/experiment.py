@@ -1,29 +1,30 @@
 """autoscaling: a spike against one fixed gateway replica vs the HorizontalPodAutoscaler.
 Cluster only (`TARGET=kind`): the local stack runs one process per service."""
 
-from typing import Any
-
-from experiments.cluster import RELEASE
-from experiments.framework import Arm, Experiment, LoadProfile
+from experiments.cluster import RELEASE, ClusterContext
+from experiments.framework import Arm, Experiment, LoadProfile, Target
+from experiments.phase_metrics import PhaseMetrics
 
 BURN_MS = 15  # cpu_burn_ms: CPU each gateway request burns, so the spike is CPU-bound
 RATE = 60.0
 DEPLOYMENT = f"{RELEASE}-gateway"
 
 
-def fixed(ctx: Any) -> None:
+def fixed(ctx: Target) -> None:
     """One replica, and the HPA may not add any (min = max = 1)."""
+    assert isinstance(ctx, ClusterContext)  # the experiment runs on kind only
     ctx.scale_limits("gateway", 1, 1)
     ctx.wait_replicas("gateway", 1)
 
 
-def autoscaled(ctx: Any) -> None:
+def autoscaled(ctx: Target) -> None:
     """Starts from one replica like the fixed arm, then lets the HPA scale up to its max."""
+    assert isinstance(ctx, ClusterContext)
     fixed(ctx)
     ctx.scale_limits("gateway", 1, ctx.original_max_replicas("gateway"))
 
 
-def resources(pm: Any) -> dict[str, float]:
+def resources(pm: PhaseMetrics) -> dict[str, float]:
     ready = "kube_deployment_status_replicas_ready"
     scaled = [
         s.t - pm.before.t for s in pm.series if s.value("kube", ready, deployment=DEPLOYMENT) > 1

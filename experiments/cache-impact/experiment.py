@@ -1,11 +1,10 @@
 """cache-impact: product reads with and without the gateway's Redis cache-aside."""
 
-from typing import Any
-
 from experiments.framework import Arm, Experiment, LoadProfile
+from experiments.phase_metrics import PhaseMetrics
 
 
-def resources(pm: Any) -> dict[str, float]:
+def resources(pm: PhaseMetrics) -> dict[str, float]:
     hits = pm.delta("gateway", "cache_requests_total", result="hit")
     misses = pm.delta("gateway", "cache_requests_total", result="miss")
     errors = pm.delta("gateway", "cache_requests_total", result="error")

@@ -1,10 +1,8 @@
 """cache-stampede: a spike of product reads on a cold cache, with and without the gateway's
 stampede protection (request coalescing). The second half of the cache-impact question."""
 
-from typing import Any
-
-from experiments.context import RunContext
-from experiments.framework import Arm, Experiment, LoadProfile
+from experiments.framework import Arm, Experiment, LoadProfile, Target
+from experiments.phase_metrics import PhaseMetrics
 
 SLOW_MS = 200  # db_slow_ms: each product lookup holds a connection this long (a heavy page)
 CATALOG = 50  # distinct products the spike reads (Zipf popularity): a hot set
@@ -12,12 +10,12 @@ POOL = 10  # orders connections: the origin serves at most POOL / SLOW_MS lookup
 RATE = 150.0
 
 
-def cold_cache(ctx: RunContext) -> None:
+def cold_cache(ctx: Target) -> None:
     removed = ctx.flush_cache()
     ctx.data.setdefault("flushed_keys", []).append(removed)
 
 
-def resources(pm: Any) -> dict[str, float]:
+def resources(pm: PhaseMetrics) -> dict[str, float]:
     lookups = pm.delta("orders", "rpc_server_duration_seconds_count", rpc_method="GetProduct")
     return {
         # the origin's load: with coalescing about one lookup per product and TTL

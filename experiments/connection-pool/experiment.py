@@ -1,8 +1,7 @@
 """connection-pool: the orders service's pool too small, right, too large."""
 
-from typing import Any
-
 from experiments.framework import Arm, Experiment, LoadProfile
+from experiments.phase_metrics import PhaseMetrics
 
 SLOW_MS = 20  # the db_slow_ms fault: every orders transaction holds its connection this long
 
@@ -11,7 +10,7 @@ def pool(size: int) -> dict[str, dict[str, str]]:
     return {"orders": {"DB_POOL_SIZE": str(size), "DB_MAX_OVERFLOW": "0"}}
 
 
-def resources(pm: Any) -> dict[str, float]:
+def resources(pm: PhaseMetrics) -> dict[str, float]:
     return {
         "pool_used_mean": pm.gauge("orders", "db_client_connections_usage", "mean", state="used"),
         "pool_used_max": pm.gauge("orders", "db_client_connections_usage", "max", state="used"),

@@ -1,10 +1,9 @@
 """db-index: customer order history on many orders with and without its index."""
 
 import time
-from typing import Any
 
-from experiments.context import RunContext
-from experiments.framework import Arm, Experiment, LoadProfile
+from experiments.framework import Arm, Experiment, LoadProfile, Target
+from experiments.phase_metrics import PhaseMetrics
 
 INDEX = "ix_orders_customer_created"
 CREATE = f"CREATE INDEX IF NOT EXISTS {INDEX} ON orders (customer_id, created_at, id)"
@@ -16,11 +15,11 @@ QUERY = (
 )  # what list_customer_orders sends for a first page of 10
 
 
-def orders_count(ctx: RunContext) -> int:
+def orders_count(ctx: Target) -> int:
     return 200_000 if ctx.quick else 1_000_000
 
 
-def setup(ctx: RunContext) -> None:
+def setup(ctx: Target) -> None:
     """Bulk-loads the orders (without the index, then builds it: much faster than inserting
     through it), then ANALYZE. Only the experiment's own database is touched."""
     n = orders_count(ctx)
@@ -41,14 +40,14 @@ def setup(ctx: RunContext) -> None:
     print(f"   seeded {n:,} orders for {CUSTOMERS:,} customers in {ctx.data['seed_seconds']}s")
 
 
-def explain(ctx: RunContext, key: str) -> None:
+def explain(ctx: Target, key: str) -> None:
     rows = ctx.sql(f"EXPLAIN (ANALYZE, BUFFERS) {QUERY}")
     plan = "\n".join(str(next(iter(r.values()))) for r in rows)
     ctx.data.setdefault("plans", {})[key] = plan
     _refresh_markdown(ctx)
 
 
-def with_index(ctx: RunContext) -> None:
+def with_index(ctx: Target) -> None:
     started = time.monotonic()
     ctx.sql(CREATE)
     ctx.sql("ANALYZE orders")
@@ -56,16 +55,16 @@ def with_index(ctx: RunContext) -> None:
     explain(ctx, "A")
 
 
-def without_index(ctx: RunContext) -> None:
+def without_index(ctx: Target) -> None:
     ctx.sql(DROP)
     explain(ctx, "B")
 
 
-def teardown(ctx: RunContext) -> None:
+def teardown(ctx: Target) -> None:
     ctx.sql(CREATE)  # leave the schema as the migration made it
 
 
-def _refresh_markdown(ctx: RunContext) -> None:
+def _refresh_markdown(ctx: Target) -> None:
     plans = ctx.data.get("plans", {})
     parts = [
         "## Query plans (EXPLAIN ANALYZE, last time each arm was entered)",
@@ -79,7 +78,7 @@ def _refresh_markdown(ctx: RunContext) -> None:
     ctx.data["report_markdown"] = "\n".join(parts)
 
 
-def resources(pm: Any) -> dict[str, float]:
+def resources(pm: PhaseMetrics) -> dict[str, float]:
     r = pm.requests or float("nan")
     return {
         "seq_scans_per_request": pm.pg_delta("seq_scan") / r,

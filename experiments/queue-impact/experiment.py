@@ -1,9 +1,8 @@
 """queue-impact: the payment inside the order request vs handed to the worker through Kafka,
 with payments healthy and slow."""
 
-from typing import Any
-
 from experiments.framework import Arm, Experiment, LoadProfile
+from experiments.phase_metrics import PhaseMetrics
 
 SLOW_MS = 400  # the payments_latency_ms fault of the "payments slow" arms
 RATE = 8.0  # orders/s offered
@@ -13,7 +12,7 @@ def mode(value: str) -> dict[str, dict[str, str]]:
     return {"orders": {"PAYMENT_MODE": value}}
 
 
-def resources(pm: Any) -> dict[str, float]:
+def resources(pm: PhaseMetrics) -> dict[str, float]:
     completion = "order_completion_duration_seconds"
     return {
         # creation to PAID/PAYMENT_FAILED, for the orders that became final during the phase

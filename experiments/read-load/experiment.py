@@ -5,7 +5,7 @@ from typing import Any
 
 from experiments import stats
 from experiments.framework import Arm, Experiment, LoadProfile
-from experiments.report import fmt
+from experiments.writeup import fmt
 
 LEVELS = (1, 2, 4, 8, 16, 32)
 SERVICES = ("gateway", "orders")

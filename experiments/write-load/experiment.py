@@ -6,7 +6,8 @@ from typing import Any
 
 from experiments import stats
 from experiments.framework import Arm, Experiment, LoadProfile
-from experiments.report import fmt
+from experiments.phase_metrics import PhaseMetrics
+from experiments.writeup import fmt
 
 RATES = (5, 10, 20, 30, 40, 50)  # orders/s offered, open loop
 SERVICES = ("gateway", "orders", "worker", "payments")
@@ -23,7 +24,7 @@ def placing(rate: float, duration_s: float = 30, warmup_s: float = 5) -> LoadPro
     )
 
 
-def resources(pm: Any) -> dict[str, float]:
+def resources(pm: PhaseMetrics) -> dict[str, float]:
     syncs = pm.pg_delta("wal_sync")
     figures = {
         "create_order_p95_ms": 1000

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from experiments import framework, stats
-from experiments.schedule import alternation
+from experiments.rounds import alternation
 from perflab.dev.processes import Infra
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,8 +118,8 @@ def test_every_local_experiment_has_its_check() -> None:
 @pytest.mark.parametrize("name", LOCAL)
 def test_smoke_run_writes_a_sane_report(name: str, infra: Infra, tmp_path: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from experiments import runner; "
-        "runner.run(sys.argv[1], 'local', True, Path(sys.argv[2]))"
+        "import sys; from pathlib import Path; from experiments import conduct; "
+        "conduct.run(sys.argv[1], 'local', True, Path(sys.argv[2]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, name, str(tmp_path)],

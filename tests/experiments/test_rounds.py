@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from experiments.schedule import alternation
+from experiments.rounds import alternation
 
 
 def test_two_arms_alternate_a_b_b_a() -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments import report, runner
+from experiments import noise, writeup
+from experiments.comparison import summarize
 from experiments.framework import Arm, Experiment, LoadProfile
+from experiments.records import write_raw
 
 
 def _experiment() -> Experiment:
@@ -106,9 +108,9 @@ def write_folder(
         "schedule": [f"{r['arm']}{r['rep']}" for r in records],
     }
     out.mkdir(parents=True, exist_ok=True)
-    runner.write_raw(out, meta, records, history)
-    (out / "stats.json").write_text(json.dumps(runner.summarize(["A", "B"], records)))
-    report.write(out, headline=list(experiment.headline), limits=list(experiment.limits))
+    write_raw(out, meta, records, history)
+    (out / "stats.json").write_text(json.dumps(summarize(["A", "B"], records)))
+    writeup.write(out, headline=list(experiment.headline), limits=list(experiment.limits))
     return out
 
 
@@ -116,7 +118,7 @@ def write_folder(
 def noise_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """noise.json of the synthetic experiment, kept out of the repository."""
     path = tmp_path / "noise.json"
-    monkeypatch.setattr(report, "noise_path", lambda experiment: path)
+    monkeypatch.setattr(noise, "noise_path", lambda experiment: path)
     return path
 
 
@@ -208,8 +210,8 @@ def test_readme_reference_section_is_replaced_not_appended(smoke: Path, tmp_path
         "# x\n\n## Reference run\n\n<!-- reference-run:start -->\nSTALE-FIGURES\n"
         "<!-- reference-run:end -->\n\n## After\n"
     )
-    report.refresh_readme(readme, folder)
-    report.refresh_readme(readme, folder)
+    writeup.refresh_readme(readme, folder)
+    writeup.refresh_readme(readme, folder)
     text = readme.read_text()
     assert text.count("<!-- reference-run:start -->") == 1
     assert "STALE-FIGURES" not in text and "## After" in text and "SMOKE RUN" in text
