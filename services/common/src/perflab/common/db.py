@@ -1,6 +1,8 @@
 """Async SQLAlchemy engine with tracing and connection-pool metrics."""
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -8,7 +10,12 @@ from prometheus_client import Gauge, Histogram
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, QueuePool
 
 from perflab.common.metrics import DB_CLIENT_OPERATION_DURATION, observe
@@ -109,6 +116,18 @@ def _time_statements(engine: AsyncEngine) -> None:
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def single_statements(
+    sessions: async_sessionmaker,  # type: ignore[type-arg]
+) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection in autocommit mode, for writes that are one statement each (atomic
+    on their own): no BEGIN and COMMIT, two round trips fewer per statement than a session's
+    transaction. The profiles of orders and payments showed each round trip costing them more
+    CPU than PostgreSQL's own work."""
+    async with sessions() as session:
+        yield await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def unavailable_reason(exc: BaseException) -> str | None:

@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Table, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from perflab.common.db import single_statements
 from perflab.common.faults import FaultFlags
 from perflab.common.pagination import InvalidPageToken, decode_token, encode_token
 from perflab.contracts.events.v1 import events_pb2
@@ -167,10 +168,8 @@ class Repository:
 
     @asynccontextmanager
     async def _single_statements(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in autocommit mode, for writes that are one statement each (atomic on
-        their own): no BEGIN and COMMIT, two round trips fewer per call."""
-        async with self._sessions() as session:
-            conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        """An autocommit connection (perflab.common.db.single_statements), after the fault."""
+        async with single_statements(self._sessions) as conn:
             await self._slow_statement_fault(conn)
             yield conn
 
