@@ -20,9 +20,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import perflab.orders.__main__ as orders_main
-from perflab.common.faults import FaultFlags
 from perflab.contracts.orders.v1 import orders_pb2, orders_pb2_grpc
-from perflab.dev.serving import Served, served
+from perflab.dev.serving import ClosingEngine, Served, quiet_fault_switches, served
 from perflab.orders.models import Order
 from perflab.orders.settings import Settings
 
@@ -79,32 +78,11 @@ class Relay:
         self._stopping.set()
 
 
-class Engine:
-    def __init__(self, fakes: Fakes):
-        self._fakes = fakes
-
-    async def dispose(self) -> None:
-        self._fakes.events.append("engine disposed")
-
-
-def fault_switches(fakes: Fakes) -> type[FaultFlags]:
-    class Switches(FaultFlags):
-        """The real switches, all off, without their Redis."""
-
-        async def start(self) -> None:
-            pass
-
-        async def stop(self) -> None:
-            fakes.events.append("fault switches closed")
-
-    return Switches
-
-
 @pytest.fixture
 async def orders(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Served, Fakes]]:
     fakes = Fakes()
-    monkeypatch.setattr(orders_main, "create_engine", lambda settings: Engine(fakes))
-    monkeypatch.setattr(orders_main, "FaultFlags", fault_switches(fakes))
+    monkeypatch.setattr(orders_main, "create_engine", lambda settings: ClosingEngine(fakes.events))
+    monkeypatch.setattr(orders_main, "FaultFlags", quiet_fault_switches(fakes.events))
     monkeypatch.setattr(orders_main, "Repository", lambda *args, **kwargs: HeldRepository(fakes))
     monkeypatch.setattr(orders_main, "OutboxRelay", lambda *args, **kwargs: Relay(fakes))
     settings = Settings(

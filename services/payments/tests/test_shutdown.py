@@ -18,9 +18,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import perflab.payments.__main__ as payments_main
-from perflab.common.faults import FaultFlags
 from perflab.contracts.payments.v1 import payments_pb2, payments_pb2_grpc
-from perflab.dev.serving import Served, served
+from perflab.dev.serving import ClosingEngine, Served, quiet_fault_switches, served
 from perflab.payments.ledger import ChargeResult
 from perflab.payments.models import Payment
 from perflab.payments.settings import Settings
@@ -59,32 +58,13 @@ class HeldLedger:
         return ChargeResult(payment, replayed=False)
 
 
-class Engine:
-    def __init__(self, fakes: Fakes):
-        self._fakes = fakes
-
-    async def dispose(self) -> None:
-        self._fakes.events.append("engine disposed")
-
-
-def fault_switches(fakes: Fakes) -> type[FaultFlags]:
-    class Switches(FaultFlags):
-        """The real switches, all off, without their Redis."""
-
-        async def start(self) -> None:
-            pass
-
-        async def stop(self) -> None:
-            fakes.events.append("fault switches closed")
-
-    return Switches
-
-
 @pytest.fixture
 async def payments(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Served, Fakes]]:
     fakes = Fakes()
-    monkeypatch.setattr(payments_main, "create_engine", lambda settings: Engine(fakes))
-    monkeypatch.setattr(payments_main, "FaultFlags", fault_switches(fakes))
+    monkeypatch.setattr(
+        payments_main, "create_engine", lambda settings: ClosingEngine(fakes.events)
+    )
+    monkeypatch.setattr(payments_main, "FaultFlags", quiet_fault_switches(fakes.events))
     monkeypatch.setattr(payments_main, "Ledger", lambda *args: HeldLedger(fakes))
     settings = Settings(grpc_host="127.0.0.1", grpc_port=0, shutdown_grace_seconds=WAIT)
     async with served(payments_main.run(settings)) as server:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from perflab.common.faults import FaultFlags
 from perflab.dev.waiting import TIMEOUT, until
 
 LISTENING = "grpc server listening"  # serve()'s log record, with the bound port
@@ -71,3 +72,27 @@ async def served(main: Coroutine[Any, Any, None]) -> AsyncIterator[Served]:
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
             loop.remove_signal_handler(signal.SIGINT)
+
+
+class ClosingEngine:
+    """Stands in for a service's database engine: records its disposal in `events`."""
+
+    def __init__(self, events: list[str]):
+        self._events = events
+
+    async def dispose(self) -> None:
+        self._events.append("engine disposed")
+
+
+def quiet_fault_switches(events: list[str]) -> type[FaultFlags]:
+    """The real fault switches, all off, without their Redis; their closing is recorded in
+    `events`."""
+
+    class Switches(FaultFlags):
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            events.append("fault switches closed")
+
+    return Switches
