@@ -173,12 +173,7 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
     arms = [a["key"] for a in meta["arms"]]
     labels = arm_labels(meta)
     lines = [f"# {meta['experiment']}: {meta['title']}", ""]
-    if meta.get("aborted"):
-        lines += [
-            f"> **ABORTED** after {len(data['phases'])} of {len(meta['schedule'])} phases: "
-            f"{meta['aborted']}. Partial data; not a result.",
-            "",
-        ]
+    lines += _aborted(meta, data)
     if meta["smoke_run"]:
         lines += [
             "> **SMOKE RUN** (`--quick`): shortened phases and fewer repetitions, to check that",
@@ -287,6 +282,17 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
     return path
 
 
+def _aborted(meta: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """The banner of a run that stopped early, in the report and in the README section."""
+    if not meta.get("aborted"):
+        return []
+    return [
+        f"> **ABORTED** after {len(data['phases'])} of {len(meta['schedule'])} phases: "
+        f"{meta['aborted']}. Partial data; not a result.",
+        "",
+    ]
+
+
 def _phase_shape(meta: dict[str, Any]) -> str:
     shapes = []
     for arm in meta["arms"]:
@@ -326,12 +332,7 @@ def reference_section(out: Path, readme_dir: Path) -> str:
         f"{meta['experiment']}`; do not edit by hand -->",
         "",
     ]
-    if meta.get("aborted"):
-        lines += [
-            f"> **ABORTED** after {len(data['phases'])} of {len(meta['schedule'])} phases: "
-            f"{meta['aborted']}. Partial data; not a result.",
-            "",
-        ]
+    lines += _aborted(meta, data)
     if meta["smoke_run"]:
         lines += [
             "> **SMOKE RUN** (`--quick`): the only run so far is a shortened one; these "
