@@ -98,16 +98,10 @@ class Ledger:
         observe(PROCESSOR_DURATION, time.perf_counter() - started)
         status = "APPROVED" if decision.approved else "DECLINED"
         async with single_statements(self._sessions) as conn:
-            row = (
-                (
-                    await conn.execute(
-                        _RECORD,
-                        {"id": payment_id, "status": status, "reason": decision.reason or None},
-                    )
-                )
-                .mappings()
-                .one()
+            result = await conn.execute(
+                _RECORD, {"id": payment_id, "status": status, "reason": decision.reason or None}
             )
+            row = result.mappings().one()
         PAYMENTS.labels(status.lower()).inc()
         return ChargeResult(Payment(**row), replayed=False)
 
