@@ -18,7 +18,7 @@ from perflab.contracts.orders.v1 import orders_pb2, orders_pb2_grpc
 from perflab.contracts.payments.v1 import payments_pb2_grpc
 from perflab.orders.faults import PoisoningProducer
 from perflab.orders.outbox import OutboxRelay
-from perflab.orders.payment import SyncPayer
+from perflab.orders.payment import CHARGE_RETRY_POLICY, SyncPayer
 from perflab.orders.repository import Limits, Repository
 from perflab.orders.servicer import OrdersServicer
 from perflab.orders.settings import Settings, get_settings
@@ -56,7 +56,7 @@ async def run(settings: Settings) -> None:
     payments_channel = None
     payer = None
     if settings.payment_mode == "sync":
-        payments_channel = insecure_channel(settings.payments_addr)
+        payments_channel = insecure_channel(settings.payments_addr, CHARGE_RETRY_POLICY)
         payer = SyncPayer(
             payments_pb2_grpc.PaymentsServiceStub(payments_channel),
             repository,

@@ -7,6 +7,11 @@ queue stays the safety net: when the synchronous charge fails or runs out of tim
 returned PENDING and the worker charges it from the event. When the charge succeeds the worker
 still receives the event; both of its calls are idempotent (payments returns the existing
 payment, orders only moves a PENDING order), so it changes nothing.
+
+The two can race: when the worker's call claims the order first, payments answers this one
+ABORTED ("being charged right now"). gRPC retries it (CHARGE_RETRY_POLICY) until the other
+call has recorded its outcome, which this call then returns; only if that takes longer than
+the retries is the order left PENDING.
 """
 
 import logging
@@ -29,6 +34,27 @@ SYNC_PAYMENTS = Counter(
 )
 for _result in ("approved", "declined", "deferred"):
     SYNC_PAYMENTS.labels(_result)
+
+# Charge is idempotent (the order is the key), so gRPC may retry it. ABORTED means another
+# call holds the order's claim; it ends after one processor call (40 ms median by default).
+# The backoff is random in [0, 0.1 s], then [0, 0.2 s] and so on: the four retries wait about
+# 0.75 s in all, a processor call far in its tail. The channel's deadline still bounds them.
+CHARGE_RETRY_POLICY = {
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "perflab.contracts.payments.v1.PaymentsService", "method": "Charge"}
+            ],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["ABORTED"],
+            },
+        }
+    ]
+}
 
 
 class SyncPayer:
