@@ -69,6 +69,10 @@ class OutboxRelay:
     async def run(self) -> None:
         backoff = self._poll_interval
         while not self._stopping.is_set():
+            # Cleared before the batch, not when the sleep starts: an order that commits while
+            # this batch is claimed and published has missed it, and its notify() must cut the
+            # sleep after it short (cleared at the sleep, that event waited a whole poll).
+            self._wakeup.clear()
             try:
                 if self._producer is None:
                     producer = self._producer_factory()
@@ -93,7 +97,6 @@ class OutboxRelay:
             await self._sleep(backoff)
 
     async def _sleep(self, seconds: float) -> None:
-        self._wakeup.clear()
         waiters = [asyncio.create_task(e.wait()) for e in (self._wakeup, self._stopping)]
         _, pending = await asyncio.wait(
             waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
