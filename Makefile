@@ -111,10 +111,14 @@ bench: venv ## Benchmark the local stack: P1-P4 against their goals, the change 
 	@command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(PY) scripts/bench.py $(if $(PROFILE),--profile)
 
+# POD=<name>: with TARGET=kind, the pod to profile (default: the service's oldest ready pod).
+POD ?=
+
 .PHONY: profile
-profile: venv ## Flame graph of a running local service while load runs: make profile SERVICE=orders SECONDS=30 [FORMAT=speedscope]
-	@[ -n "$(SERVICE)" ] || { echo "usage: make profile SERVICE=gateway|orders|payments|worker [SECONDS=30]"; exit 2; }
-	$(PY) scripts/flamegraph.py $(SERVICE) --seconds $(SECONDS) --format $(FORMAT) --target $(TARGET)
+profile: venv ## Flame graph of a running service while load runs: make profile SERVICE=orders SECONDS=30 [FORMAT=speedscope] [TARGET=kind [POD=...]]
+	@[ -n "$(SERVICE)" ] || { echo "usage: make profile SERVICE=gateway|orders|payments|worker [SECONDS=30] [TARGET=kind [POD=<pod>]]"; exit 2; }
+	KUBECTL=$(KUBECTL) KUBE_CONTEXT=$(KUBE_CONTEXT) NAMESPACE=$(NAMESPACE) $(PY) scripts/flamegraph.py \
+	  $(SERVICE) --seconds $(SECONDS) --format $(FORMAT) --target $(TARGET) $(if $(POD),--pod $(POD))
 
 .PHONY: audit
 audit: venv ## Known vulnerabilities in constraints.txt (pip-audit; offline safety-db when unreachable); allow-list: .pip-audit-ignore.
