@@ -4,7 +4,8 @@ py-spy samples the service's Python stacks from outside (ptrace, `--nonblocking`
 process is never paused), so it profiles the real thing under real load without a restart
 or a code change. Run a load meanwhile (`make bench`, `make load`, an experiment) and open the
 SVG in a browser, or the speedscope JSON at speedscope.app. `make bench PROFILE=1` records one
-per service next to its figures with the same function.
+per service next to its figures, and the experiments' `--profile` one per service and phase,
+with the same functions (perflab.dev.profiling).
 
 `--target local` (the default) profiles the process `make local` started; `--target kind`
 a pod of the service on the cluster `make up` installed (kind, or the host cluster with
@@ -16,7 +17,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,17 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from perflab.dev.processes import SERVICES
+from perflab.dev.profiling import SUFFIX, ProfileFailed, finish, record
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PERFLAB_DATA", REPO / ".local"))
-SUFFIX = {"flamegraph": "svg", "speedscope": "speedscope.json", "raw": "txt"}
-
-
-def py_spy() -> str:
-    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(found).exists():
-        sys.exit("py-spy is not installed: `make venv` installs it (requirements-dev.txt)")
-    return found
 
 
 def local_pid(service: str) -> int:
@@ -50,29 +43,6 @@ def local_pid(service: str) -> int:
     if f"perflab.{service}".encode() not in cmdline:
         sys.exit(f"pid {pid} in {pid_file} is not perflab.{service}: restart `make local`")
     return pid
-
-
-def record(
-    pid: int, seconds: int, out: Path, fmt: str = "flamegraph", rate: int = 100
-) -> subprocess.Popen[bytes]:
-    """Starts py-spy on `pid` for `seconds`; the caller waits for the returned process."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        [py_spy(), "record", "--pid", str(pid), "--duration", str(seconds),
-         "--rate", str(rate), "--nonblocking", "--format", fmt, "--output", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-
-
-def finish(process: subprocess.Popen[bytes], out: Path) -> Path | None:
-    """Waits for py-spy; the profile's path, or None (with py-spy's reason) when it failed."""
-    _, err = process.communicate()
-    if process.returncode != 0 or not out.exists():
-        reason = err.decode(errors="replace").strip()
-        print(f"py-spy failed for {out.name}: {reason}", file=sys.stderr)
-        return None
-    return out
 
 
 # --- --target kind: a pod on the cluster (kind, or the host cluster with PROVIDER=host) -------
@@ -368,7 +338,11 @@ def main() -> None:
         return
     pid = local_pid(args.service)
     print(f"profiling {args.service} (pid {pid}) for {args.seconds}s ...", file=sys.stderr)
-    if finish(record(pid, args.seconds, out, args.format, args.rate), out) is None:
+    try:
+        process = record(pid, args.seconds, out, args.format, args.rate)
+    except ProfileFailed as failed:
+        sys.exit(str(failed))
+    if finish(process, out) is None:
         sys.exit(1)
     print(out)
 
