@@ -99,7 +99,8 @@ test-cluster: venv ## The lab on a real Kubernetes built on this host (root): up
 test-unit: venv ## Unit tests only (no infrastructure needed).
 	$(PY) -m pytest -m "not integration and not e2e"
 
-# PROFILE=1: `make bench` records a flame graph per service beside its figures.
+# PROFILE=1: `make bench` records a flame graph per service beside its figures, `make experiment`
+# one per service and phase (local target only).
 PROFILE ?=
 SERVICE ?=
 SECONDS ?= 30
@@ -111,10 +112,14 @@ bench: venv ## Benchmark the local stack: P1-P4 against their goals, the change 
 	@command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(PY) scripts/bench.py $(if $(PROFILE),--profile)
 
+# POD=<name>: with TARGET=kind, the pod to profile (default: the service's oldest ready pod).
+POD ?=
+
 .PHONY: profile
-profile: venv ## Flame graph of a running local service while load runs: make profile SERVICE=orders SECONDS=30 [FORMAT=speedscope]
-	@[ -n "$(SERVICE)" ] || { echo "usage: make profile SERVICE=gateway|orders|payments|worker [SECONDS=30]"; exit 2; }
-	$(PY) scripts/flamegraph.py $(SERVICE) --seconds $(SECONDS) --format $(FORMAT) --target $(TARGET)
+profile: venv ## Flame graph of a running service while load runs: make profile SERVICE=orders SECONDS=30 [FORMAT=speedscope] [TARGET=kind [POD=...]]
+	@[ -n "$(SERVICE)" ] || { echo "usage: make profile SERVICE=gateway|orders|payments|worker [SECONDS=30] [TARGET=kind [POD=<pod>]]"; exit 2; }
+	KUBECTL=$(KUBECTL) KUBE_CONTEXT=$(KUBE_CONTEXT) NAMESPACE=$(NAMESPACE) $(PY) scripts/flamegraph.py \
+	  $(SERVICE) --seconds $(SECONDS) --format $(FORMAT) --target $(TARGET) $(if $(POD),--pod $(POD))
 
 .PHONY: audit
 audit: venv ## Known vulnerabilities in constraints.txt (pip-audit; offline safety-db when unreachable); allow-list: .pip-audit-ignore.
@@ -134,12 +139,12 @@ EXPERIMENT = KUBECTL=$(KUBECTL) CLUSTER=$(CLUSTER) NAMESPACE=$(NAMESPACE) KUBE_C
 
 .PHONY: experiment experiments experiments-list
 
-experiment: venv ## One A/B experiment (TARGET=local: an isolated copy; kind: the cluster lab): make experiment NAME=cache-impact TARGET=local [QUICK=1] [AA=1]
+experiment: venv ## One A/B experiment (TARGET=local: an isolated copy; kind: the cluster lab): make experiment NAME=cache-impact TARGET=local [QUICK=1] [AA=1] [PROFILE=1]
 	@[ -n "$(NAME)" ] || { echo "usage: make experiment NAME=<experiment> [TARGET=local] [QUICK=1]; make experiments-list"; exit 2; }
-	$(EXPERIMENT) run $(NAME) --target $(TARGET) $(if $(QUICK),--quick) $(if $(AA),--aa)
+	$(EXPERIMENT) run $(NAME) --target $(TARGET) $(if $(QUICK),--quick) $(if $(AA),--aa) $(if $(PROFILE),--profile)
 
-experiments: venv ## Every experiment that applies to TARGET, one after the other [QUICK=1].
-	$(EXPERIMENT) all --target $(TARGET) $(if $(QUICK),--quick)
+experiments: venv ## Every experiment that applies to TARGET, one after the other [QUICK=1] [PROFILE=1].
+	$(EXPERIMENT) all --target $(TARGET) $(if $(QUICK),--quick) $(if $(PROFILE),--profile)
 
 experiments-list: venv ## The experiments, their question and where they run.
 	$(EXPERIMENT) list

@@ -236,6 +236,11 @@ class ClusterContext:
     def flush_cache(self) -> int:
         return int(self.kube.exec("gateway", "python", "-c", _FLUSH).strip() or 0)
 
+    def pids(self) -> dict[str, int]:
+        """LocalContext's process ids: none here, the services run in pods (so --profile is
+        refused on kind, experiments.profiles.local_only)."""
+        return {}
+
     def apply_env(self, env: dict[str, dict[str, str]]) -> list[str]:
         """Sets each service's experiment variables on its deployment (the pods roll);
         variables a previous arm set and this one does not are put back as they were."""

@@ -1,6 +1,7 @@
 """Conducts one experiment: the target (an isolated stack, or the kind lab), the arms in
-alternating rounds, each phase's load and measurements, then the raw files, stats.json and the
-report. `recompute` does the last two again from a results folder."""
+alternating rounds, each phase's load and measurements (with --profile, flame graphs), then the
+raw files, stats.json and the report. `recompute` does the last two again from a results
+folder."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from experiments.framework import Arm, Experiment, directory
 from experiments.loadgen import run_load
 from experiments.local import LocalContext, isolated_stack
 from experiments.phase_metrics import PhaseMetrics
+from experiments.profiles import Profiler, local_only
 from experiments.records import derive, phase_record, run_meta, write_raw
 from experiments.rounds import Phase, alternation
 
@@ -86,10 +88,12 @@ def measure_phase(
     out: Path,
     phases: int,
     elapsed: float,
+    profiler: Profiler | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One phase: its unmeasured warm-up, then the load with the metrics sampled around and
-    during it; its record and its per-second history rows. ``phases`` (how many the run has)
-    and ``elapsed`` (seconds since the run began) are for its first line."""
+    during it (and each service profiled, with a profiler); its record and its per-second
+    history rows. ``phases`` (how many the run has) and ``elapsed`` (seconds since the run
+    began) are for its first line."""
     name = experiment.name
     profile = experiment.load_for(arm, quick)
     tag = f"{phase.index + 1:02d}-{arm.key}{phase.rep}"
@@ -114,7 +118,12 @@ def measure_phase(
     pg_before = ctx.pg_stats()
     busy0, all0 = _host_cpu()
     started = time.time()
-    with ctx.scraper as scraper:
+    profiling = (
+        profiler.phase(tag, ctx.pids(), profile.duration_s, out)
+        if profiler is not None
+        else contextlib.nullcontext()
+    )
+    with profiling, ctx.scraper as scraper:  # the scraper stops with the load, py-spy after
         result = run_load(
             profile,
             ctx.gateway_url,
@@ -146,10 +155,24 @@ def measure_phase(
 
 
 def run(
-    name: str, target: str, quick: bool, out_root: Path | None = None, aa: bool = False
+    name: str,
+    target: str,
+    quick: bool,
+    out_root: Path | None = None,
+    aa: bool = False,
+    profiler: Profiler | None = None,
 ) -> Path | None:
+    """Runs the experiment `name` on `target`; its results folder (None when the experiment
+    does not run there). With a `profiler` (--profile), a flame graph of each service per
+    phase: local target only."""
     from experiments.framework import load as load_experiment
 
+    if profiler is not None and (refused := local_only(target)):
+        raise SystemExit(refused)
+    if profiler is not None and aa:  # noise.json must hold the bands of unprofiled runs
+        raise SystemExit(
+            "--profile and --aa do not mix: py-spy's CPU would widen noise.json's bands"
+        )
     experiment = load_experiment(name)
     reason = experiment.why_not(target)
     if reason:
@@ -164,6 +187,7 @@ def run(
     reps = experiment.quick_reps if quick else experiment.reps
     schedule = alternation([a.key for a in experiment.arms], reps)
     meta = run_meta(experiment, target, quick, aa, schedule)
+    meta["profiled"] = profiler is not None
     print(f"== {name}: {experiment.title}" + ("  [SMOKE RUN]" if quick else ""), flush=True)
     print(f"   schedule {' '.join(meta['schedule'])}; results in {out}", flush=True)
     records: list[dict[str, Any]] = []
@@ -200,6 +224,7 @@ def run(
                         out,
                         len(schedule),
                         time.monotonic() - began,
+                        profiler,
                     )
                     records.append(record)
                     history += rows
@@ -209,12 +234,14 @@ def run(
     except BaseException as exc:  # keep what was measured, say why it stopped
         meta["aborted"] = f"{type(exc).__name__}: {exc}"
         meta["ended_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        meta |= profiler.meta() if profiler is not None else {}
         write_raw(out, meta, records, history)
         print(f"== ABORTED after {len(records)} phases: {meta['aborted']}; raw data in {out}")
         raise
     meta["ended_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     meta["duration_s"] = round(time.monotonic() - began, 1)
     meta["context"] = ctx.data
+    meta |= profiler.meta() if profiler is not None else {}
     write_raw(out, meta, records, history)
     write_stats(out, experiment, meta, records)
     writeup.write(out)

@@ -100,6 +100,10 @@ class LocalContext:
             self.stack.wait_ready(service)
         return changed
 
+    def pids(self) -> dict[str, int]:
+        """The process id of each service running now (it changes when apply_env restarts it)."""
+        return {service: process.pid for service, process in self.stack.processes.items()}
+
     def pg_stats(self) -> dict[str, float]:
         """Counters of the orders database and its orders table (scans, rows read, commits),
         WAL, and PostgreSQL's CPU."""

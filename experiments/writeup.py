@@ -186,6 +186,7 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
             "> each metric's noise band on this machine.",
             "",
         ]
+    lines += _profiled(meta)
     m = meta["machine"]
     lines += [
         f"- **Question**: {meta['question']}",
@@ -259,6 +260,7 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
                 )
         lines.append("")
     lines += ["## Plots", ""] + [f"![{n}]({n})" for n in plots] + [""]
+    lines += flame_graphs(meta, out)
     if st.get("analysis"):
         lines += ["## Analysis", "", st["analysis"]["markdown"], ""]
     extra = (meta.get("context") or {}).get("report_markdown")
@@ -280,6 +282,50 @@ def write(out: Path, headline: list[str] | None = None, limits: list[str] | None
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _profiled(meta: dict[str, Any]) -> list[str]:
+    """The banner of a profiled run (`--profile`), in the report and in the README section."""
+    if not meta.get("profiled"):
+        return []
+    return [
+        "> **PROFILED RUN** (`--profile`): py-spy sampled every service during the measured",
+        "> phases. It samples from outside the processes but takes CPU of its own on this",
+        "> machine, so these figures are not comparable with an unprofiled run's.",
+        "",
+    ]
+
+
+def flame_graphs(meta: dict[str, Any], out: Path) -> list[str]:
+    """The section linking each phase's flame graphs (those whose file is in the folder)."""
+    if not meta.get("profiled"):
+        return []
+    recorded: dict[str, dict[str, str]] = meta.get("profiles") or {}
+    services = list(dict.fromkeys(s for phase in recorded.values() for s in phase))
+    lines = [
+        "## Flame graphs",
+        "",
+        f"py-spy at {meta.get('profile_rate_hz', '?')} Hz (`--nonblocking`), one per service "
+        "during each phase's measured window (not the warm-up). Open them in a browser.",
+        "",
+    ]
+    if services:
+        lines += ["| phase | " + " | ".join(services) + " |", "|" + "---|" * (len(services) + 1)]
+        for tag in sorted(recorded):
+            cells = [
+                f"[flame graph]({path})"
+                if (path := recorded[tag].get(s)) and (out / path).exists()
+                else "-"
+                for s in services
+            ]
+            lines.append(f"| {tag} | " + " | ".join(cells) + " |")
+    else:
+        lines.append("No flame graph was recorded.")
+    failures = meta.get("profile_failures") or []
+    if failures:
+        lines += ["", "Profiles that could not be recorded:", ""]
+        lines += [f"- {reason}" for reason in failures]
+    return [*lines, ""]
 
 
 def _aborted(meta: dict[str, Any], data: dict[str, Any]) -> list[str]:
@@ -333,6 +379,7 @@ def reference_section(out: Path, readme_dir: Path) -> str:
         "",
     ]
     lines += _aborted(meta, data)
+    lines += _profiled(meta)
     if meta["smoke_run"]:
         lines += [
             "> **SMOKE RUN** (`--quick`): the only run so far is a shortened one; these "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from locust.env import Environment
-from locust.runners import Runner
+from locust.runners import MasterRunner, Runner
 
 from loadtests import progress
 from loadtests.figures import (
@@ -120,7 +120,27 @@ class Controller:
         """The single workload's current target; 0 with several workloads."""
         if self.single is None:
             return 0.0
-        return self.single.schedule.target_at(self.schedule_time)
+        return self.single.target_at(self.elapsed())
+
+    def class_vus(self) -> dict[str, int]:
+        """Running VUs by user class; a master counts what its workers last reported."""
+        runner = self.runner
+        if isinstance(runner, MasterRunner):
+            return dict(runner.reported_user_classes_count)
+        return runner.user_classes_count
+
+    def workload_vus(self) -> dict[str, int]:
+        """Each workload's running VUs (its own user class's when there are several)."""
+        runner = self.env.runner
+        if runner is None:
+            return dict.fromkeys(self.ctx.workloads, 0)
+        if len(self.ctx.workloads) == 1:
+            return dict.fromkeys(self.ctx.workloads, runner.user_count)
+        by_class = self.class_vus()
+        return {
+            name: by_class.get(getattr(wr.user_class, "__name__", ""), 0)
+            for name, wr in self.ctx.workloads.items()
+        }
 
     def schedule_seconds(self, scenario: str | None = None) -> float:
         """The elapsed part of the schedule, or of one workload's: what rates divide by (the
@@ -167,7 +187,7 @@ class Controller:
             snap,
             self.single,
             self.ctx.workloads.values(),
-            self.runner.user_classes_count,
+            self.class_vus(),
             self.elapsed(),
         )
 

@@ -3,24 +3,36 @@
 Served at http://<addr>/metrics (default 127.0.0.1:19105, scraped as job ``loadgen``). Values are
 read from Locust's statistics and the run state at scrape time; nothing is copied on the hot path.
 
+The run's own series are labelled with the file's name (``scenario="load"``); the series of
+the load itself with the scenario of the file they belong to (``scenario="browse"``, k6's
+``scenario`` tag; ``default`` in a file without ``scenarios:``), read from that scenario's own
+figures (on a Locust master, the sum of what the workers reported for it). There is one series
+per scenario and none for the whole run beside them, so ``sum(...)`` over them is the run.
+
     locust_test_running{scenario}                      1 while a run is under way, 0 before/after
     locust_stage{scenario}                             current stage (1-based), 0 when not running
     locust_scenario_info{scenario,variant,executor,target,run_id}   1
-    locust_users                                       running virtual users
-    locust_users_busy                                  virtual users inside an iteration
-    locust_users_target                                target VUs (ramping-vus / constant-vus)
-    locust_arrival_rate_target                         target iterations/s (arrival-rate executors)
-    locust_iterations_total{journey}                   iterations started
-    locust_iterations_dropped_total                    iterations dropped because maxVUs were busy
-    locust_requests_total{name,method}                 requests sent
-    locust_request_failures_total{name,method}         failed requests
-    locust_request_duration_seconds{name,method}       histogram, from the runner's HDR histograms
-    locust_iteration_start_delay_seconds               histogram: open-loop schedule lag
-    locust_data_sent_bytes, locust_data_received_bytes HTTP bytes (request/response as on the wire)
     locust_generator_cpu_ratio                         the generator's CPU, share of one core
     locust_generator_loop_lag_seconds                  p99 lag of its event loop, last second
-    locust_checks_total{check,result}                  checks passed / failed
     locust_threshold_ok{threshold}                     1 while a threshold holds, 0 once crossed
+
+  per scenario of the file:
+    locust_users{scenario}                             running virtual users
+    locust_users_busy{scenario}                        virtual users inside an iteration
+    locust_users_target{scenario}                      target VUs (ramping-vus / constant-vus)
+    locust_arrival_rate_target{scenario}               target iterations/s (arrival-rate executors)
+    locust_iterations_total{journey,scenario}          iterations started
+    locust_iterations_dropped_total{scenario}          iterations dropped because maxVUs were busy
+    locust_requests_total{name,method,scenario}        requests sent
+    locust_request_failures_total{name,method,scenario}    failed requests
+    locust_request_duration_seconds{name,method,scenario}  histogram, from the HDR histograms
+    locust_iteration_start_delay_seconds{scenario}     histogram: open-loop schedule lag
+    locust_data_sent_bytes{scenario}                   HTTP bytes sent (requests as on the wire)
+    locust_data_received_bytes{scenario}               HTTP bytes received (responses likewise)
+    locust_checks_total{check,result,scenario}         checks passed / failed
+
+A scenario's target is 0 before its startTime and while no run is under way; each scenario has
+the target of its executor (a file may have both kinds).
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+from loadtests.metrics import Trend
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +71,8 @@ BUCKETS = [
 
 class LoadgenCollector(Collector):
     def __init__(self, run: Any) -> None:
-        """``run``: the run's Controller (duck-typed: scenario, target, env, state, ...)."""
+        """``run``: the run's Controller (duck-typed: scenario, ctx, running, elapsed(),
+        workload_vus(), ...)."""
         self.run = run
 
     def collect(self) -> Iterator[Any]:
@@ -86,71 +101,7 @@ class LoadgenCollector(Collector):
         )
         yield info
 
-        runner = run.env.runner
-        yield GaugeMetricFamily(
-            "locust_users", "Running virtual users", value=runner.user_count if runner else 0
-        )
-        yield GaugeMetricFamily(
-            "locust_users_busy", "Virtual users inside an iteration", value=run.state.vus_busy
-        )
-        target = run.target_now if run.running else 0.0
-        if run.scenario.open_loop:
-            yield GaugeMetricFamily(
-                "locust_arrival_rate_target", "Target iterations per second", value=target
-            )
-        else:
-            yield GaugeMetricFamily("locust_users_target", "Target virtual users", value=target)
-
-        iterations = CounterMetricFamily(
-            "locust_iterations", "Iterations started", labels=["journey"]
-        )
-        for journey, count in sorted(run.state.iterations.items()):
-            iterations.add_metric([journey], count)
-        yield iterations
-        yield CounterMetricFamily(
-            "locust_iterations_dropped",
-            "Iterations dropped because every VU up to maxVUs was busy",
-            value=run.state.dropped,
-        )
-
-        requests = CounterMetricFamily(
-            "locust_requests", "Requests sent", labels=["name", "method"]
-        )
-        failures = CounterMetricFamily(
-            "locust_request_failures", "Requests that failed", labels=["name", "method"]
-        )
-        duration = HistogramMetricFamily(
-            "locust_request_duration_seconds", "Request latency", labels=["name", "method"], unit=""
-        )
-        for (method, name), entry in sorted(
-            run.state.endpoints.items(), key=lambda kv: kv[0][::-1]
-        ):
-            labels = [name, method]
-            requests.add_metric(labels, entry.requests)
-            failures.add_metric(labels, entry.failures)
-            cumulative, total, total_sum = entry.duration.buckets(BUCKETS)
-            buckets = [
-                (repr(bound), float(n)) for bound, n in zip(BUCKETS, cumulative, strict=True)
-            ]
-            duration.add_metric(labels, [*buckets, ("+Inf", float(total))], total_sum)
-        yield requests
-        yield failures
-        yield duration
-        delay = HistogramMetricFamily(
-            "locust_iteration_start_delay_seconds",
-            "How late open-loop iterations started against their schedule",
-            unit="",
-        )
-        cumulative, total, total_sum = run.state.start_delay.buckets(BUCKETS)
-        buckets = [(repr(bound), float(n)) for bound, n in zip(BUCKETS, cumulative, strict=True)]
-        delay.add_metric([], [*buckets, ("+Inf", float(total))], total_sum)
-        yield delay
-        yield CounterMetricFamily(
-            "locust_data_sent_bytes", "HTTP bytes sent", value=run.state.data_sent
-        )
-        yield CounterMetricFamily(
-            "locust_data_received_bytes", "HTTP bytes received", value=run.state.data_received
-        )
+        yield from scenario_series(run)
         monitor = getattr(run, "monitor", None)
         if monitor is not None and monitor.last is not None:
             cpu, _, lag = monitor.last
@@ -165,14 +116,6 @@ class LoadgenCollector(Collector):
                 value=lag / 1000,
             )
 
-        checks = CounterMetricFamily(
-            "locust_checks", "Checks made by the journeys", labels=["check", "result"]
-        )
-        for name, (passes, fails) in sorted(run.state.checks.items()):
-            checks.add_metric([name, "pass"], passes)
-            checks.add_metric([name, "fail"], fails)
-        yield checks
-
         thresholds = GaugeMetricFamily(
             "locust_threshold_ok",
             "1 while the threshold holds, 0 once crossed",
@@ -181,6 +124,90 @@ class LoadgenCollector(Collector):
         for result in run.threshold_results:
             thresholds.add_metric([str(result.threshold)], 1.0 if result.ok else 0.0)
         yield thresholds
+
+
+def scenario_series(run: Any) -> Iterator[Any]:
+    """The series of each scenario of the file (k6's ``scenario`` tag), read from its own
+    figures: one series per scenario, never one for the whole run beside them, so a ``sum``
+    over the scenarios is the run counted once."""
+    elapsed = run.elapsed()
+    vus = run.workload_vus()
+    users = GaugeMetricFamily("locust_users", "Running virtual users", labels=["scenario"])
+    busy = GaugeMetricFamily(
+        "locust_users_busy", "Virtual users inside an iteration", labels=["scenario"]
+    )
+    users_target = GaugeMetricFamily(
+        "locust_users_target", "Target virtual users", labels=["scenario"]
+    )
+    rate_target = GaugeMetricFamily(
+        "locust_arrival_rate_target", "Target iterations per second", labels=["scenario"]
+    )
+    iterations = CounterMetricFamily(
+        "locust_iterations", "Iterations started", labels=["journey", "scenario"]
+    )
+    dropped = CounterMetricFamily(
+        "locust_iterations_dropped",
+        "Iterations dropped because every VU up to maxVUs was busy",
+        labels=["scenario"],
+    )
+    requests = CounterMetricFamily(
+        "locust_requests", "Requests sent", labels=["name", "method", "scenario"]
+    )
+    failures = CounterMetricFamily(
+        "locust_request_failures", "Requests that failed", labels=["name", "method", "scenario"]
+    )
+    duration = HistogramMetricFamily(
+        "locust_request_duration_seconds",
+        "Request latency",
+        labels=["name", "method", "scenario"],
+        unit="",
+    )
+    delay = HistogramMetricFamily(
+        "locust_iteration_start_delay_seconds",
+        "How late open-loop iterations started against their schedule",
+        labels=["scenario"],
+        unit="",
+    )
+    sent = CounterMetricFamily("locust_data_sent_bytes", "HTTP bytes sent", labels=["scenario"])
+    received = CounterMetricFamily(
+        "locust_data_received_bytes", "HTTP bytes received", labels=["scenario"]
+    )
+    checks = CounterMetricFamily(
+        "locust_checks", "Checks made by the journeys", labels=["check", "result", "scenario"]
+    )
+    for wr in run.ctx.workloads.values():
+        w, state = wr.workload, wr.state
+        name = w.name
+        users.add_metric([name], vus.get(name, 0))
+        busy.add_metric([name], state.vus_busy)
+        target = w.target_at(elapsed) if run.running else 0.0
+        (rate_target if w.open_loop else users_target).add_metric([name], target)
+        for journey, count in sorted(state.iterations.items()):
+            iterations.add_metric([journey, name], count)
+        dropped.add_metric([name], state.dropped)
+        for (method, route), entry in sorted(state.endpoints.items(), key=lambda kv: kv[0][::-1]):
+            labels = [route, method, name]
+            requests.add_metric(labels, entry.requests)
+            failures.add_metric(labels, entry.failures)
+            duration.add_metric(labels, *histogram(entry.duration))
+        delay.add_metric([name], *histogram(state.start_delay))
+        sent.add_metric([name], state.data_sent)
+        received.add_metric([name], state.data_received)
+        for check, (passes, fails) in sorted(state.checks.items()):
+            checks.add_metric([check, "pass", name], passes)
+            checks.add_metric([check, "fail", name], fails)
+    yield users
+    yield busy
+    # the target of each scenario's executor: VUs (closed loop) or iterations/s (open loop)
+    yield from (family for family in (users_target, rate_target) if family.samples)
+    yield from (iterations, dropped, requests, failures, duration, delay, sent, received, checks)
+
+
+def histogram(trend: Trend) -> tuple[list[tuple[str, float]], float]:
+    """A trend as Prometheus buckets (cumulative, in seconds, +Inf last) and their sum."""
+    cumulative, total, total_sum = trend.buckets(BUCKETS)
+    buckets = [(repr(bound), float(n)) for bound, n in zip(BUCKETS, cumulative, strict=True)]
+    return [*buckets, ("+Inf", float(total))], total_sum
 
 
 def serve(run: Any, address: str) -> Any | None:

@@ -165,6 +165,12 @@ class Workload:
     def unit(self) -> str:
         return "iters/s" if self.open_loop else "VUs"
 
+    def target_at(self, elapsed: float) -> float:
+        """Its target ``elapsed`` seconds into the run: 0 before its startTime, its last
+        stage's target once its schedule is over."""
+        t = elapsed - self.start_time
+        return 0.0 if t < 0 else self.schedule.target_at(min(t, self.duration))
+
 
 @dataclass(frozen=True)
 class Scenario:

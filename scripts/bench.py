@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import flamegraph
 import psutil
 
-from perflab.dev.processes import Infra, Ports, StackConfig, free_port
+from perflab.dev import profiling
+from perflab.dev.processes import SERVICES, Infra, Ports, StackConfig, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PERFLAB_DATA", REPO / ".local"))
@@ -124,7 +124,7 @@ def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen
 def local_pids() -> dict[str, int]:
     """The services `make local` runs, by name."""
     pids = {}
-    for service in flamegraph.SERVICES:
+    for service in SERVICES:
         with contextlib.suppress(OSError, ValueError):
             pids[service] = int((DATA / "run" / f"{service}.pid").read_text())
     return pids
@@ -173,11 +173,11 @@ def profiles(enabled: bool, pids: dict[str, int], seconds: int, folder: Path) ->
         yield
         return
     running = {
-        name: flamegraph.record(pid, seconds, folder / f"{name}.svg") for name, pid in pids.items()
+        name: profiling.record(pid, seconds, folder / f"{name}.svg") for name, pid in pids.items()
     }
     yield
     for name, process in running.items():
-        flamegraph.finish(process, folder / f"{name}.svg")
+        profiling.finish(process, folder / f"{name}.svg")
 
 
 async def orders_db() -> asyncpg.Connection:
@@ -371,6 +371,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk (make bench does it)")
+    if args.profile:
+        try:
+            profiling.py_spy()
+        except profiling.ProfileFailed as missing:
+            sys.exit(str(missing))
     gateway = f"http://127.0.0.1:{Ports().gateway}"
     try:
         wait_http(f"{gateway}/readyz", timeout=3)

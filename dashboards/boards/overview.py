@@ -22,17 +22,19 @@ from dashboards.promql import (
 
 
 def load() -> Row:
+    """Each scenario of the load-test file apart (the exporter's `scenario` label: `default` in
+    a file without `scenarios:`)."""
     return Row(
         "Load (from the load generator)",
         [
             timeseries(
                 "Virtual users",
                 "Running virtual users, those inside an iteration, and the target of a closed-loop "
-                "scenario (ramping-vus / constant-vus).",
+                "scenario (ramping-vus / constant-vus), per scenario of the load-test file.",
                 [
-                    target("sum(locust_users)", "running"),
-                    target("sum(locust_users_busy)", "busy"),
-                    target("sum(locust_users_target)", "target"),
+                    target("sum by (scenario) (locust_users)", "running {{scenario}}"),
+                    target("sum by (scenario) (locust_users_busy)", "busy {{scenario}}"),
+                    target("sum by (scenario) (locust_users_target)", "target {{scenario}}"),
                 ],
                 w=6,
             ),
@@ -41,29 +43,38 @@ def load() -> Row:
                 "Open-loop scenarios: the target iterations per second, those started, and those "
                 "dropped because every VU up to maxVUs was busy (the system fell behind).",
                 [
-                    target("sum(locust_arrival_rate_target)", "target"),
-                    target(sum_rate("locust_iterations_total"), "started"),
-                    target(sum_rate("locust_iterations_dropped_total"), "dropped"),
+                    target("sum by (scenario) (locust_arrival_rate_target)", "target {{scenario}}"),
+                    target(sum_rate("locust_iterations_total", "scenario"), "started {{scenario}}"),
+                    target(
+                        sum_rate("locust_iterations_dropped_total", "scenario"),
+                        "dropped {{scenario}}",
+                    ),
                 ],
                 unit="reqps",
                 w=6,
             ),
             timeseries(
                 "Requests sent and failed (client side)",
-                "What the load generator sends, and what it counts as failed.",
+                "What the load generator sends, and what it counts as failed, per scenario.",
                 [
-                    target(sum_rate("locust_requests_total"), "sent"),
-                    target(sum_rate("locust_request_failures_total"), "failed"),
+                    target(sum_rate("locust_requests_total", "scenario"), "sent {{scenario}}"),
+                    target(
+                        sum_rate("locust_request_failures_total", "scenario"),
+                        "failed {{scenario}}",
+                    ),
                 ],
                 unit="reqps",
                 w=6,
             ),
             timeseries(
                 "Latency seen by the client",
-                "Client-side percentiles (for open-loop iterations measured from the scheduled "
-                "start, so queueing in the generator counts too).",
+                "Client-side percentiles per scenario (for open-loop iterations measured from the "
+                "scheduled start, so queueing in the generator counts too).",
                 [
-                    target(quantile(q, "locust_request_duration_seconds_bucket"), name)
+                    target(
+                        quantile(q, "locust_request_duration_seconds_bucket", "scenario"),
+                        f"{name} {{{{scenario}}}}",
+                    )
                     for name, q in QUANTILES
                 ],
                 unit="s",

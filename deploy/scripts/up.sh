@@ -90,6 +90,14 @@ for svc in gateway orders payments worker; do
   tag=$(build_and_load "perflab/$svc" "services/$svc/Dockerfile")
   chart_args+=(--set "services.$svc.image.repository=perflab/$svc" --set "services.$svc.image.tag=$tag")
 done
+# py-spy for `make profile TARGET=kind`, run as an ephemeral container beside a service's (the
+# services' images stay without it); tagged with the version constraints.txt pins, the tag
+# scripts/flamegraph.py asks for.
+pyspy=$(sed -n 's/^py-spy==//p' constraints.txt)
+profiler=perflab/profiler:py-spy-${pyspy:?constraints.txt pins no py-spy}
+echo "-- $profiler"
+docker_build --file deploy/docker/profiler.Dockerfile --tag "$profiler" . >&2
+load_image "$profiler" >&2
 if [[ "${LOCUST:-0}" == 1 ]]; then
   [[ -d loadtests ]] || { echo "LOCUST=1 needs the loadtests/ directory" >&2; exit 1; }
   echo "-- perflab/locust"

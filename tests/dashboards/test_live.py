@@ -351,13 +351,19 @@ def test_exemplars_open_a_trace_in_jaeger(live_stack: dict[str, Any]) -> None:
     assert trace_ids, (
         "no exemplar with a trace_id on rpc_server_duration_seconds_bucket{job=orders}"
     )
-    trace_id = trace_ids[-1]
+    # The newest few: a batch span processor whose queue is full under load drops spans (the
+    # SDK logs "Queue is full"), and the exemplar of such a trace then opens nothing; that
+    # says nothing about the exemplars' wiring, which is what this checks.
+    newest = list(dict.fromkeys(reversed(trace_ids)))[:5]
 
     def found() -> bool:
-        response = httpx.get(f"{JAEGER}/api/traces/{trace_id}", timeout=10)
-        return response.status_code == 200 and bool(response.json().get("data"))
+        for trace_id in newest:
+            response = httpx.get(f"{JAEGER}/api/traces/{trace_id}", timeout=10)
+            if response.status_code == 200 and response.json().get("data"):
+                return True
+        return False
 
-    wait_for(f"Jaeger to have trace {trace_id}", found, 30, every=2)
+    wait_for(f"Jaeger to have one of the traces {newest}", found, 60, every=2)
 
 
 def test_render_draws_the_run_to_png(live_stack: dict[str, Any], tmp_path: Path) -> None:

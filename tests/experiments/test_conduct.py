@@ -1,6 +1,6 @@
 """One experiment conducted against a fake target and a fake load generator (no stack): the
-order of the phases, when the hooks, environments and faults are applied, and what the run
-leaves in its folder."""
+order of the phases, when the hooks, environments and faults are applied, what the run
+leaves in its folder, and its flame graphs with --profile (a fake py-spy)."""
 
 import contextlib
 import json
@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+from experiments import __main__ as cli
 from experiments import conduct, framework
 from experiments.framework import Arm, Experiment, LoadProfile, Target
 from experiments.loadgen import LoadResult
 from experiments.phase_metrics import Snapshot
+from experiments.profiles import Profiler
+from perflab.dev.profiling import ProfileFailed
 
 P95_MS = {"A": 100.0, "B": 50.0}  # what the fake load generator measures in each arm
 
@@ -68,6 +71,9 @@ class FakeTarget:
 
     def pg_stats(self) -> dict[str, float]:
         return {"xact_commit": 10.0 * len(self.calls)}
+
+    def pids(self) -> dict[str, int]:
+        return {"gateway": 101, "orders": 102}
 
 
 def hook(name: str) -> Any:
@@ -223,3 +229,113 @@ def test_an_interrupted_run_keeps_what_it_measured(
     assert meta["aborted"] == "KeyboardInterrupt: "
     assert len(json.loads((out / "phases.json").read_text())) == 2
     assert target[0].calls[-1] == ("teardown",)
+
+
+class FakePySpy:
+    """perflab.dev.profiling's record and collect: writes the profile when collected; `fail`
+    maps a pid to the reason py-spy gives for it."""
+
+    def __init__(self, target: list[FakeTarget], fail: dict[int, str] | None = None) -> None:
+        self.target = target
+        self.fail = fail or {}
+
+    def record(self, pid: int, seconds: int, out: Path, fmt: str, rate: int) -> Any:
+        self.target[-1].calls.append(("profile", pid, seconds, rate))
+        return pid
+
+    def collect(self, pid: Any, out: Path) -> Path:
+        if pid in self.fail:
+            raise ProfileFailed(self.fail[pid])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("<svg/>")
+        return out
+
+
+def test_a_profiled_run_links_a_flame_graph_per_service_and_phase(
+    target: list[FakeTarget], tmp_path: Path
+) -> None:
+    spy = FakePySpy(target)
+    profiler = Profiler(record=spy.record, collect=spy.collect)
+    out = conduct.run("synthetic", "local", quick=False, out_root=tmp_path, profiler=profiler)
+    assert out is not None
+    # each service profiled for the measured window at 100 Hz, after the warm-up
+    first = [c[:2] for c in target[0].calls if c[0] in ("load", "profile")][:4]
+    assert first == [
+        ("load", "synthetic-01-A1-warmup"),
+        ("profile", 101),
+        ("profile", 102),
+        ("load", "synthetic-01-A1"),
+    ]
+    assert {c[2:] for c in target[0].calls if c[0] == "profile"} == {(5, 100)}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["profiled"] is True
+    assert meta["profiles"]["03-B2"] == {
+        "gateway": "phases/03-B2/profiles/gateway.svg",
+        "orders": "phases/03-B2/profiles/orders.svg",
+    }
+    assert sorted(meta["profiles"]) == ["01-A1", "02-B1", "03-B2", "04-A2"]
+    report = (out / "report.md").read_text()
+    assert "PROFILED RUN" in report
+    assert (
+        "| 03-B2 | [flame graph](phases/03-B2/profiles/gateway.svg) | "
+        "[flame graph](phases/03-B2/profiles/orders.svg) |"
+    ) in report
+    # recomputed from the folder: the links stay while the files are there
+    (out / "phases/01-A1/profiles/orders.svg").unlink()
+    report = conduct.recompute(out).read_text()
+    assert "[flame graph](phases/03-B2/profiles/orders.svg)" in report
+    assert "| 01-A1 | [flame graph](phases/01-A1/profiles/gateway.svg) | - |" in report
+
+
+def test_a_profile_that_fails_is_reported_once_and_the_run_goes_on(
+    target: list[FakeTarget], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    denied = "Error: Permission Denied: Try running again with elevated permissions"
+    spy = FakePySpy(target, fail={102: f"{denied}\n\nStack backtrace:\n   0: py_spy::main"})
+    profiler = Profiler(record=spy.record, collect=spy.collect)
+    out = conduct.run("synthetic", "local", quick=False, out_root=tmp_path, profiler=profiler)
+    assert out is not None
+    assert len(json.loads((out / "phases.json").read_text())) == 4
+    assert capsys.readouterr().out.count(denied) == 1
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["profile_failures"] == [denied]
+    assert all(set(phase) == {"gateway"} for phase in meta["profiles"].values())
+    assert f"- {denied}" in (out / "report.md").read_text()
+
+
+def test_a_run_without_py_spy_goes_on_without_profiles(
+    target: list[FakeTarget], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def missing(*args: Any) -> Any:
+        raise ProfileFailed("py-spy is not installed")
+
+    out = conduct.run(
+        "synthetic", "local", quick=False, out_root=tmp_path, profiler=Profiler(record=missing)
+    )
+    assert out is not None
+    assert capsys.readouterr().out.count("py-spy is not installed") == 1
+    meta = json.loads((out / "meta.json").read_text())
+    assert (meta["profiled"], meta["profiles"]) == (True, {})
+    assert "No flame graph was recorded." in (out / "report.md").read_text()
+    assert "## Conclusion" in (out / "report.md").read_text()
+
+
+def test_profile_is_refused_on_kind_and_with_aa_before_anything_runs(
+    target: list[FakeTarget], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit, match="--profile is local-only for now, not on kind"):
+        cli.main(["run", "synthetic", "--target", "kind", "--profile"])
+    with pytest.raises(SystemExit, match="--profile and --aa do not mix"):
+        conduct.run("synthetic", "local", False, tmp_path, aa=True, profiler=Profiler())
+    assert target == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unprofiled_run_says_so_and_links_nothing(
+    target: list[FakeTarget], tmp_path: Path
+) -> None:
+    out = conduct.run("synthetic", "local", quick=False, out_root=tmp_path)
+    assert out is not None
+    assert json.loads((out / "meta.json").read_text())["profiled"] is False
+    assert "Flame graphs" not in (out / "report.md").read_text()
+    assert not any(c[0] == "profile" for c in target[0].calls)

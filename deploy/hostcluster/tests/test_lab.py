@@ -9,14 +9,18 @@ table printed at the end. `make test-cluster` runs them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -195,6 +199,53 @@ def test_spike_scales_the_gateway_out_and_back(lab: Lab) -> None:
         f"back to {minimum} {in_seconds:.0f} s after the load ended "
         f"(scale-down window {window} s)",
     )
+
+
+def test_profile_the_gateway_under_load(lab: Lab) -> None:
+    """`make profile TARGET=kind` on the gateway while two clients read products through its
+    Service (at most 10/s each, a light load): py-spy, in an ephemeral container of the
+    gateway's pod, must hand back a flame graph with frames of perflab's code (the SVG's frame
+    titles name each frame's file). After the spike, so that neither this load nor py-spy's
+    CPU touches the spike's figures."""
+    stop = threading.Event()
+    reads = [0, 0]
+
+    def read(slot: int) -> None:
+        with httpx.Client(base_url=GATEWAY, timeout=5) as client:
+            while not stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    client.get("/api/products", params={"page_size": 5})
+                    reads[slot] += 1
+                stop.wait(0.1)
+
+    clients = [threading.Thread(target=read, args=(slot,)) for slot in range(len(reads))]
+    for client in clients:
+        client.start()
+    started = time.monotonic()
+    try:
+        result = run(
+            ["make", "profile", "SERVICE=gateway", "SECONDS=5", "TARGET=kind", "PROVIDER=host"],
+            timeout=180,
+            stdout=subprocess.PIPE,
+        )
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+    took = time.monotonic() - started
+    lines = result.stdout.strip().splitlines()
+    svg = Path(lines[-1]) if result.returncode == 0 and lines else None
+    titles = re.findall(r"<title>([^<]*)</title>", svg.read_text()) if svg and svg.is_file() else []
+    ours = [t for t in titles if "perflab/" in t]
+    record(
+        "make profile TARGET=kind (gateway)",
+        bool(ours),
+        f"{len(titles)} frames, {len(ours)} in perflab's code, {sum(reads)} reads meanwhile; "
+        f"{took:.0f} s for a 5 s profile",
+    )
+    assert result.returncode == 0, f"make profile failed (its errors are above): {result.stdout}"
+    assert svg and svg.is_file(), f"no profile at {lines[-1] if lines else '(no path printed)'}"
+    assert ours, f"no frame of perflab's code among {len(titles)} frames in {svg}"
 
 
 def psql(database: str, sql: str) -> list[list[str]]:

@@ -11,6 +11,8 @@ installs).
   needed) and isolating each test (own database, topic prefix, Redis key prefix).
 - `perflab.dev.isolated`: one isolated copy of the whole stack, for the end-to-end tests and
   the experiments alike; it logs what its cleanup could not remove.
+- `perflab.dev.profiling`: py-spy flame graphs of running local services (`make profile`,
+  `make bench PROFILE=1`, the experiments' `--profile`).
 - `perflab.dev.waiting`: `until`, how a test waits for a condition (a deadline, and a message
   saying what never happened) instead of sleeping.
 - `perflab.dev.serving`: a gRPC server run by the shared `serve()` inside a test's process,
