@@ -93,13 +93,15 @@ def test_graceful_ramp_down_lets_removed_vus_finish_their_iteration(
     fake_gateway: str, tmp_path: Path, ramp_down: str, interrupted: bool
 ) -> None:
     """4 VUs whose iterations linger 3 s; a stage takes them to 0 after 2 s. With
-    gracefulRampDown: 0s their iterations are cut off; with 10s they finish."""
+    gracefulRampDown: 0s their iterations are cut off; with 10s they finish. The last stage
+    (10 s at 0, where gracefulStop 0s cuts whatever still runs) leaves a late VU on a busy
+    machine several seconds of slack: with 5 s one such iteration was cut once."""
     scenario = write(
         tmp_path,
         f"""
 executor: ramping-vus
 startVUs: 4
-stages: [{{duration: 2s, target: 4}}, {{duration: 1s, target: 0}}, {{duration: 5s, target: 0}}]
+stages: [{{duration: 2s, target: 4}}, {{duration: 1s, target: 0}}, {{duration: 10s, target: 0}}]
 gracefulRampDown: {ramp_down}
 gracefulStop: 0s
 thinkTime: 0s

@@ -139,8 +139,13 @@ def test_smoke_run_writes_a_sane_report(name: str, infra: Infra, tmp_path: Path)
     phases = json.loads((folder / "phases.json").read_text())
     expected = alternation([a.key for a in experiment.arms], experiment.quick_reps)
     assert [p["arm"] for p in phases] == [e.arm for e in expected]
+    # Errors are an outcome, not a defect, where the experiment looks for them: connection-pool's
+    # too-small pool, and write-load's top rate, which is where the write path breaks (its
+    # reference run: up to 9 % of requests past the gateway's deadline at 50 orders/s).
+    top_rate = max(a.x for a in experiment.arms) if name == "write-load" else None
     for p in phases:
-        assert p["error_rate"] < 0.02 or name == "connection-pool", p
+        expected_errors = name == "connection-pool" or p.get("x") == top_rate
+        assert p["error_rate"] < 0.02 or expected_errors, p
         assert 0 < p["p50_ms"] <= p["p95_ms"] <= p["p99_ms"], p
     report = (folder / "report.md").read_text()
     assert "SMOKE RUN" in report and "## Limits" in report
